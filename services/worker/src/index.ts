@@ -1,0 +1,2 @@
+export { ingestInstance, instanceKey, type IngestDeps } from './jobs/ingest-instance.ts';
+export { startWorker, type WorkerDeps } from './main.ts';

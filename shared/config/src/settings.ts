@@ -1,0 +1,69 @@
+/**
+ * The settings table: every setting Portico reads, once. The environment variable, the YAML path, the
+ * type, the default and the documentation all come from here, so `--print-config`, the generated
+ * docs/configuration.md and the loader cannot disagree.
+ *
+ * Environment variables carry the `PORTICO_` prefix because Kubernetes injects `<SERVICE>_PORT`
+ * variables that would collide with bare names.
+ */
+import { z } from 'zod';
+
+export interface Setting {
+  /** Dotted path in the config object and in the YAML file. */
+  readonly path: string;
+  readonly env: string;
+  readonly schema: z.ZodType;
+  /** Default as the user would write it (undefined: no default). */
+  readonly default?: string | number | boolean;
+  readonly doc: string;
+  /** Masked by --print-config and never logged. */
+  readonly secret?: boolean;
+}
+
+const port = z.coerce.number().int().min(0).max(65535);
+const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])]).transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
+const aeTitle = z
+  .string()
+  .min(1)
+  .max(16)
+  .regex(/^[\x20-\x5b\x5d-\x7e]+$/, 'AE title: 1-16 characters of the default repertoire, no backslash (PS3.5 §6.2 AE)')
+  .refine((s) => s.trim().length > 0, 'AE title must not be all spaces');
+const positiveInt = z.coerce.number().int().positive();
+const optionalString = z.string().optional();
+
+export const SETTINGS: readonly Setting[] = [
+  { path: 'dataDir', env: 'PORTICO_DATA_DIR', schema: z.string().min(1), default: './data', doc: 'Folder for standalone data: embedded PostgreSQL (`pg/`) and objects (`objects/`).' },
+  { path: 'log.level', env: 'PORTICO_LOG_LEVEL', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', doc: 'pino log level.' },
+  { path: 'shutdownGraceMs', env: 'PORTICO_SHUTDOWN_GRACE_MS', schema: positiveInt, default: 10000, doc: 'How long shutdown waits for in-flight associations, requests and jobs before aborting them.' },
+
+  { path: 'dimse.host', env: 'PORTICO_DIMSE_HOST', schema: z.string().min(1), default: '0.0.0.0', doc: 'Address the DIMSE SCP listens on.' },
+  { path: 'dimse.port', env: 'PORTICO_DIMSE_PORT', schema: port, default: 11112, doc: 'DIMSE SCP port (0 picks a free port).' },
+  { path: 'dimse.aeTitle', env: 'PORTICO_AE_TITLE', schema: aeTitle, default: 'PORTICO', doc: 'Our AE title.' },
+  { path: 'dimse.checkCalledAeTitle', env: 'PORTICO_DIMSE_CHECK_CALLED_AE', schema: bool, default: false, doc: 'Reject associations whose Called AE Title is not ours (A-ASSOCIATE-RJ reason 7).' },
+  { path: 'dimse.maxPduLength', env: 'PORTICO_DIMSE_MAX_PDU', schema: z.coerce.number().int().min(4096).max(1048576), default: 262144, doc: 'Maximum PDU length we receive (bytes).' },
+  { path: 'dimse.maxAssociations', env: 'PORTICO_DIMSE_MAX_ASSOCIATIONS', schema: positiveInt, default: 64, doc: 'Concurrent associations; more are rejected with reason 2 (local limit exceeded, PS3.8 §9.3.4).' },
+  { path: 'dimse.associationTimeoutMs', env: 'PORTICO_DIMSE_ARTIM_MS', schema: positiveInt, default: 30000, doc: 'ARTIM: time allowed from TCP connect to A-ASSOCIATE-RQ.' },
+  { path: 'dimse.idleTimeoutMs', env: 'PORTICO_DIMSE_IDLE_TIMEOUT_MS', schema: positiveInt, default: 120000, doc: 'Abort an association idle for this long.' },
+
+  { path: 'http.host', env: 'PORTICO_HTTP_HOST', schema: z.string().min(1), default: '0.0.0.0', doc: 'Address the HTTP server listens on.' },
+  { path: 'http.port', env: 'PORTICO_HTTP_PORT', schema: port, default: 8080, doc: 'HTTP port for DICOMweb, /livez, /readyz.' },
+  { path: 'http.dicomwebRoot', env: 'PORTICO_DICOMWEB_ROOT', schema: z.string().regex(/^\/[A-Za-z0-9/_-]*[^/]$/, 'a path like /dicom-web (leading slash, no trailing slash)'), default: '/dicom-web', doc: 'Base path of the DICOMweb services.' },
+  { path: 'http.stowMaxBytes', env: 'PORTICO_STOW_MAX_BYTES', schema: positiveInt, default: 4 * 1024 * 1024 * 1024, doc: 'Largest STOW-RS request body accepted (413 above).' },
+  { path: 'http.qidoDefaultLimit', env: 'PORTICO_QIDO_DEFAULT_LIMIT', schema: positiveInt, default: 1000, doc: 'QIDO-RS results when the request has no limit.' },
+  { path: 'http.qidoMaxLimit', env: 'PORTICO_QIDO_MAX_LIMIT', schema: positiveInt, default: 10000, doc: 'Largest limit a QIDO-RS request may ask for.' },
+
+  { path: 'database.url', env: 'PORTICO_DATABASE_URL', schema: optionalString, doc: 'PostgreSQL URL. Required for the cluster roles; empty in standalone starts an embedded PostgreSQL under dataDir/pg.', secret: true },
+  { path: 'database.embeddedPort', env: 'PORTICO_EMBEDDED_PG_PORT', schema: port, default: 54329, doc: 'Port of the embedded PostgreSQL (standalone; loopback only).' },
+  { path: 'database.poolSize', env: 'PORTICO_DATABASE_POOL_SIZE', schema: positiveInt, default: 10, doc: 'Connections per process.' },
+
+  { path: 'queue.redisUrl', env: 'PORTICO_REDIS_URL', schema: optionalString, doc: 'Redis URL for BullMQ. Empty: BullMQ on its PostgreSQL backend in the index database.', secret: true },
+  { path: 'queue.prefix', env: 'PORTICO_QUEUE_PREFIX', schema: z.string().regex(/^[a-z][a-z0-9_]*$/, 'lower-case letters, digits, underscore; no ":"'), default: 'portico', doc: 'Redis key prefix, or PostgreSQL schema of the queue tables.' },
+  { path: 'queue.workerConcurrency', env: 'PORTICO_WORKER_CONCURRENCY', schema: positiveInt, default: 8, doc: 'Ingest jobs processed at once per worker process.' },
+
+  { path: 'objects.dir', env: 'PORTICO_OBJECTS_DIR', schema: optionalString, doc: 'Folder object store. Default dataDir/objects when no S3 endpoint is set.' },
+  { path: 'objects.s3Endpoint', env: 'PORTICO_S3_ENDPOINT', schema: z.url().optional(), doc: 'S3/MinIO endpoint URL (http://host:9000). Set to use S3 instead of a folder.' },
+  { path: 'objects.s3AccessKey', env: 'PORTICO_S3_ACCESS_KEY', schema: optionalString, doc: 'S3 access key.', secret: true },
+  { path: 'objects.s3SecretKey', env: 'PORTICO_S3_SECRET_KEY', schema: optionalString, doc: 'S3 secret key.', secret: true },
+  { path: 'objects.s3Bucket', env: 'PORTICO_S3_BUCKET', schema: z.string().min(3).max(63), default: 'portico', doc: 'Bucket (created when missing).' },
+  { path: 'objects.s3Region', env: 'PORTICO_S3_REGION', schema: z.string(), default: 'us-east-1', doc: 'S3 region.' },
+];

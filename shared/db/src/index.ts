@@ -1,0 +1,11 @@
+/**
+ * The PostgreSQL index: connection, numbered migrations, the embedded server for standalone, and the
+ * repository functions. Repository functions take the handle (`upsertInstance(db, …)`); SQL is
+ * parameterised, always.
+ */
+export { openDb, type Db, type Queryable } from './pool.ts';
+export { migrate, assertSchemaCurrent, LATEST_SCHEMA_VERSION, listMigrations } from './migrate.ts';
+export { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded.ts';
+export { upsertInstance, findInstance, rowToStored, recordEvent, type InstanceRow, type InstanceRecord, type StoredInstance } from './instances.ts';
+export { normalizePersonName } from './normalize.ts';
+export { STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, pickTags } from './levels.ts';

@@ -1,0 +1,50 @@
+import pg from 'pg';
+
+/** Anything that runs a query: the pool or a client inside a transaction. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+export interface Db extends Queryable {
+  readonly pool: pg.Pool;
+  readonly url: string;
+  /** Runs fn inside BEGIN/COMMIT on one client; ROLLBACK on error. */
+  transaction<T>(fn: (client: Queryable) => Promise<T>): Promise<T>;
+  /** Throws when the database does not answer (for /readyz). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A pool for one process. Errors on idle clients are logged by the caller via `onError`, never crash. */
+export function openDb(url: string, opts: { poolSize?: number; onError?: (err: Error) => void; applicationName?: string } = {}): Db {
+  const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, application_name: opts.applicationName ?? 'portico', connectionTimeoutMillis: 5000 });
+  pool.on('error', (err) => opts.onError?.(err));
+  let closed = false;
+  return {
+    pool,
+    url,
+    query: (text, values) => pool.query(text, values),
+    async transaction(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await fn(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    async ping() {
+      await pool.query('SELECT 1');
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await pool.end();
+    },
+  };
+}

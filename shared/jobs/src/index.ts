@@ -1,0 +1,169 @@
+/**
+ * Jobs: one registry, two backends.
+ *
+ * Each job is defined once ({@link JOBS}): its queue, default options and idempotency key. Payloads
+ * carry keys, UIDs and a W3C traceparent — never attribute values — so a queue dump reveals no patient.
+ *
+ * Backends: BullMQ on Redis (cluster) or BullMQ's PostgreSQL backend in the index database (standalone;
+ * no Redis). The producer side fails fast when the backend is unreachable (no offline queue), because
+ * the DIMSE and STOW-RS edges must answer "out of resources" rather than hang or acknowledge.
+ */
+import { Queue, Worker, UnrecoverableError, withBackend, createPostgresBackend, type Job, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Logger } from '@portico/logging';
+
+export { UnrecoverableError } from 'bullmq';
+
+/** Payload of `ingest-instance`: where the received bytes are and who sent them. */
+export interface IngestInstancePayload {
+  /** Object key of the received bytes (`staging/<uuid>.dcm`). */
+  readonly stagingKey: string;
+  readonly sopInstanceUid: string;
+  readonly source: 'dimse' | 'stow-rs';
+  readonly callingAeTitle?: string;
+  readonly calledAeTitle?: string;
+  /** ISO time the acknowledgement was about to be sent; the latest received copy of an instance wins. */
+  readonly receivedAt: string;
+  readonly traceparent?: string;
+}
+
+export interface JobDefinition<P> {
+  readonly queue: string;
+  readonly options: JobsOptions;
+  /** Idempotency key; BullMQ ignores an add whose job id exists. Never contains ':'. */
+  readonly jobId: (payload: P) => string;
+}
+
+function stagingId(key: string): string {
+  return key.replace(/^.*\//, '').replace(/\.dcm$/, '');
+}
+
+/** The registry. A start-up check ({@link assertHandlers}) fails the boot if a job has no handler. */
+export const JOBS = {
+  'ingest-instance': {
+    queue: 'ingest',
+    // Generous attempts: a database or store outage must not turn into a lost instance. Failed jobs are
+    // kept so `portico` tooling (and the reconciler) can see and replay them.
+    options: { attempts: 12, backoff: { type: 'exponential', delay: 500 }, removeOnComplete: { count: 1000 }, removeOnFail: { count: 100000 } },
+    // One job per received copy: a re-send while the first copy is queued is a second job; the index
+    // upsert lets the latest received copy win, so both running is harmless.
+    jobId: (p: IngestInstancePayload) => `ingest-instance.${p.sopInstanceUid}.${stagingId(p.stagingKey)}`,
+  } satisfies JobDefinition<IngestInstancePayload>,
+} as const;
+
+export type JobName = keyof typeof JOBS;
+
+export function assertHandlers(handlers: Partial<Record<JobName, unknown>>, needed: readonly JobName[]): void {
+  const missing = needed.filter((n) => typeof handlers[n] !== 'function');
+  if (missing.length > 0) throw new Error(`no handler registered for job(s): ${missing.join(', ')}`);
+}
+
+export type QueueBackendConfig =
+  | { readonly kind: 'redis'; readonly url: string; readonly prefix: string }
+  | { readonly kind: 'postgres'; readonly url: string; readonly schema: string };
+
+export interface JobContext {
+  readonly jobId: string;
+  readonly attempt: number;
+  readonly log: Logger;
+}
+
+export type IngestHandler = (payload: IngestInstancePayload, ctx: JobContext) => Promise<void>;
+
+export interface JobWorkers {
+  /** Stops taking jobs and waits for the running ones (graceful). */
+  close(): Promise<void>;
+}
+
+export interface JobQueues {
+  readonly backend: QueueBackendConfig['kind'];
+  /** Durably enqueues; rejects (fast) when the backend is unreachable. */
+  enqueueIngest(payload: IngestInstancePayload): Promise<void>;
+  startIngestWorker(handler: IngestHandler, opts: { concurrency: number; log: Logger }): Promise<JobWorkers>;
+  /** Waiting + active + delayed + failed counts of the ingest queue. */
+  counts(): Promise<Record<string, number>>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const ENQUEUE_TIMEOUT_MS = 5000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Opens the producer side and returns the queue set; workers start on demand. */
+export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promise<JobQueues> {
+  const def = JOBS['ingest-instance'];
+  const closers: Array<() => Promise<unknown>> = [];
+  let queue: Queue;
+  let makeWorker: (name: string, processor: (job: Job) => Promise<void>, concurrency: number) => Worker;
+
+  if (cfg.kind === 'redis') {
+    // Producer connection: no offline queue, few retries — an enqueue while Redis is down must fail now.
+    const producer = new Redis(cfg.url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+    producer.on('error', (err: Error) => log.warn({ err: err.message }, 'redis producer connection error'));
+    await producer.connect().catch((err: unknown) => {
+      producer.disconnect();
+      throw new Error(`cannot reach Redis at ${new URL(cfg.url).host}: ${(err as Error).message}`);
+    });
+    queue = new Queue(def.queue, { connection: producer, prefix: cfg.prefix });
+    closers.push(() => queue.close(), async () => producer.quit().catch(() => producer.disconnect()));
+    makeWorker = (name, processor, concurrency) => {
+      // Worker connections block (BRPOPLPUSH-style); BullMQ requires maxRetriesPerRequest null here.
+      const conn = new Redis(cfg.url, { maxRetriesPerRequest: null });
+      conn.on('error', (err: Error) => log.warn({ err: err.message }, 'redis worker connection error'));
+      const w = new Worker(name, processor, { connection: conn, prefix: cfg.prefix, concurrency, autorun: true });
+      w.on('closed', () => conn.disconnect());
+      return w;
+    };
+  } else {
+    const pg = withBackend(createPostgresBackend);
+    // migrate: BullMQ creates or upgrades its own tables in this schema (under its own advisory lock).
+    const connection = { connectionString: cfg.url, schema: cfg.schema, max: 5, migrate: true };
+    queue = new pg.Queue(def.queue, { connection }) as unknown as Queue;
+    await withTimeout(queue.waitUntilReady(), 30000, 'queue backend start');
+    closers.push(() => queue.close());
+    makeWorker = (name, processor, concurrency) => new pg.Worker(name, processor, { connection, concurrency, autorun: true }) as unknown as Worker;
+  }
+  queue.on('error', (err: Error) => log.warn({ err: err.message }, 'queue error'));
+
+  return {
+    backend: cfg.kind,
+    async enqueueIngest(payload) {
+      await withTimeout(queue.add('ingest-instance', payload, { ...def.options, jobId: def.jobId(payload) }), ENQUEUE_TIMEOUT_MS, 'enqueue');
+    },
+    async startIngestWorker(handler, opts) {
+      assertHandlers({ 'ingest-instance': handler }, ['ingest-instance']);
+      const worker = makeWorker(
+        def.queue,
+        async (job: Job) => {
+          const jobLog = opts.log.child({ queue: def.queue, jobId: job.id, attempt: job.attemptsMade + 1 });
+          await handler(job.data as IngestInstancePayload, { jobId: String(job.id), attempt: job.attemptsMade + 1, log: jobLog });
+        },
+        opts.concurrency,
+      );
+      worker.on('error', (err: Error) => opts.log.warn({ err: err.message }, 'worker error'));
+      worker.on('failed', (job: Job | undefined, err: Error) =>
+        opts.log.warn({ queue: def.queue, jobId: job?.id, attempt: job?.attemptsMade, err: err.message, unrecoverable: err instanceof UnrecoverableError }, 'job failed'),
+      );
+      await worker.waitUntilReady();
+      return { close: () => worker.close() };
+    },
+    async counts() {
+      return withTimeout(queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'), ENQUEUE_TIMEOUT_MS, 'queue counts');
+    },
+    async ping() {
+      await withTimeout(queue.getJobCounts('waiting'), 2000, 'queue ping');
+    },
+    async close() {
+      for (const c of closers) await c().catch(() => undefined);
+    },
+  };
+}
