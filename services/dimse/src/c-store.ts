@@ -126,18 +126,26 @@ export class StoreSink extends Writable {
     }
   }
 
-  private async finish(put: Promise<{ size: number }>, parse: Promise<ParsedInstance>, command: { sopClassUid: string; sopInstanceUid: string }): Promise<StoreOutcome> {
+  private async finish(
+    put: Promise<{ size: number }>,
+    parse: Promise<ParsedInstance>,
+    command: { sopClassUid: string; sopInstanceUid: string },
+  ): Promise<StoreOutcome> {
     const [putResult, parseResult] = await Promise.allSettled([put, parse]);
     const log = this.ctx.log.child({ sopInstanceUid: command.sopInstanceUid, stagingKey: this.stagingKey });
     try {
       if (parseResult.status === 'rejected') {
         const err = parseResult.reason as unknown;
-        throw err instanceof DicomParseError ? new PorticoError('CANNOT_UNDERSTAND', `data set cannot be parsed: ${err.message}`) : toPorticoError(err, 'CANNOT_UNDERSTAND');
+        throw err instanceof DicomParseError
+          ? new PorticoError('CANNOT_UNDERSTAND', `data set cannot be parsed: ${err.message}`)
+          : toPorticoError(err, 'CANNOT_UNDERSTAND');
       }
       if (putResult.status === 'rejected') throw new PorticoError('OUT_OF_RESOURCES', `object store: ${(putResult.reason as Error).message}`);
       const parsed = parseResult.value;
-      if (parsed.sopInstanceUid !== command.sopInstanceUid) throw new PorticoError('DATASET_MISMATCH', 'SOP Instance UID of the data set differs from the C-STORE command');
-      if (parsed.sopClassUid !== command.sopClassUid) throw new PorticoError('DATASET_MISMATCH', 'SOP Class UID of the data set differs from the C-STORE command');
+      if (parsed.sopInstanceUid !== command.sopInstanceUid)
+        throw new PorticoError('DATASET_MISMATCH', 'SOP Instance UID of the data set differs from the C-STORE command');
+      if (parsed.sopClassUid !== command.sopClassUid)
+        throw new PorticoError('DATASET_MISMATCH', 'SOP Class UID of the data set differs from the C-STORE command');
       if (!parsed.studyInstanceUid || !parsed.seriesInstanceUid) throw new PorticoError('MISSING_ATTRIBUTE', 'Study or Series Instance UID missing');
       try {
         await this.ctx.queues.enqueueIngest({
@@ -156,7 +164,10 @@ export class StoreSink extends Writable {
     } catch (err) {
       const e = toPorticoError(err);
       log.warn({ code: e.code, status: `0x${e.projection.dimseStatus.toString(16).padStart(4, '0')}`, reason: e.message }, 'C-STORE refused');
-      if (putResult.status === 'fulfilled') await this.ctx.store.delete(this.stagingKey).catch((delErr: unknown) => log.error({ err: (delErr as Error).message }, 'could not remove staging object'));
+      if (putResult.status === 'fulfilled')
+        await this.ctx.store
+          .delete(this.stagingKey)
+          .catch((delErr: unknown) => log.error({ err: (delErr as Error).message }, 'could not remove staging object'));
       // Error Comment (0000,0902) is at most 64 characters (PS3.7 Table C.2-1 / LO).
       return { status: e.projection.dimseStatus, errorComment: e.message.slice(0, 64) };
     }

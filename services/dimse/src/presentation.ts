@@ -52,8 +52,7 @@ export function isStorageSopClass(uid: string): boolean {
 }
 
 export type ContextDecision =
-  | { readonly accept: true; readonly transferSyntaxUid: string }
-  | { readonly accept: false; readonly reason: 'abstract-syntax' | 'transfer-syntax' };
+  { readonly accept: true; readonly transferSyntaxUid: string } | { readonly accept: false; readonly reason: 'abstract-syntax' | 'transfer-syntax' };
 
 /** Decides one proposed presentation context. Pure: unit-tested. */
 export function decideContext(abstractSyntaxUid: string, proposedTransferSyntaxes: readonly string[]): ContextDecision {

@@ -59,6 +59,12 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     readonly assocId = randomUUID().slice(0, 8);
     alog: Logger = log.child({ assocId: this.assocId });
     current: StoreSink | undefined;
+    readonly sock: net.Socket;
+
+    constructor(socket: net.Socket, opts: ConstructorParameters<typeof Scp>[1]) {
+      super(socket, opts);
+      this.sock = socket;
+    }
 
     override associationRequested(association: DimseAssociation): void {
       this.association = association;
@@ -85,7 +91,11 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
           pc.setResult(PresentationContextResult.Accept, decision.transferSyntaxUid);
           accepted++;
         } else {
-          pc.setResult(decision.reason === 'abstract-syntax' ? PresentationContextResult.RejectAbstractSyntaxNotSupported : PresentationContextResult.RejectTransferSyntaxesNotSupported);
+          pc.setResult(
+            decision.reason === 'abstract-syntax'
+              ? PresentationContextResult.RejectAbstractSyntaxNotSupported
+              : PresentationContextResult.RejectTransferSyntaxesNotSupported,
+          );
         }
       }
       association.setMaxPduLength(config.dimse.maxPduLength);
@@ -108,8 +118,19 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
 
     override createStoreWritableStream(pc: DimsePresentationContext, request: CStoreRequest): StoreSink {
       const sink = new StoreSink(
-        { store: deps.store, queues: deps.queues, log: this.alog, socket: this.socket as net.Socket, callingAeTitle: this.association?.getCallingAeTitle().trim() ?? '', calledAeTitle: this.association?.getCalledAeTitle().trim() ?? '' },
-        { sopClassUid: request.getAffectedSopClassUid(), sopInstanceUid: request.getAffectedSopInstanceUid(), transferSyntaxUid: pc.getAcceptedTransferSyntaxUid() ?? '1.2.840.10008.1.2' },
+        {
+          store: deps.store,
+          queues: deps.queues,
+          log: this.alog,
+          socket: this.sock,
+          callingAeTitle: this.association?.getCallingAeTitle().trim() ?? '',
+          calledAeTitle: this.association?.getCalledAeTitle().trim() ?? '',
+        },
+        {
+          sopClassUid: request.getAffectedSopClassUid(),
+          sopInstanceUid: request.getAffectedSopInstanceUid(),
+          transferSyntaxUid: pc.getAcceptedTransferSyntaxUid() ?? '1.2.840.10008.1.2',
+        },
       );
       this.current = sink;
       return sink;

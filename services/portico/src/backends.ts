@@ -54,7 +54,9 @@ export async function openBackends(config: PorticoConfig, log: Logger, opts: { e
     closeSteps.unshift(['object store', () => store.close()]);
 
     const queues = await openJobQueues(
-      config.queue.redisUrl ? { kind: 'redis', url: config.queue.redisUrl, prefix: config.queue.prefix } : { kind: 'postgres', url, schema: `${config.queue.prefix}_queue` },
+      config.queue.redisUrl
+        ? { kind: 'redis', url: config.queue.redisUrl, prefix: config.queue.prefix }
+        : { kind: 'postgres', url, schema: `${config.queue.prefix}_queue` },
       log,
     );
     closeSteps.unshift(['queues', () => queues.close()]);

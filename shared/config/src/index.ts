@@ -124,7 +124,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): PorticoConfig {
     const fromEnv = env[s.env];
     const override = opts.overrides?.[s.path];
     let raw: unknown = override !== undefined ? override : fromEnv !== undefined && fromEnv !== '' ? fromEnv : getPath(fileValues, s.path);
-    const source = override !== undefined ? 'override' : fromEnv !== undefined && fromEnv !== '' ? s.env : file && raw !== undefined ? `${file}: ${s.path}` : 'default';
+    const source =
+      override !== undefined ? 'override' : fromEnv !== undefined && fromEnv !== '' ? s.env : file && raw !== undefined ? `${file}: ${s.path}` : 'default';
     raw ??= s.default;
     const result = s.schema.safeParse(raw);
     if (!result.success) {
@@ -139,7 +140,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): PorticoConfig {
     const q = config.http;
     if (q.qidoDefaultLimit > q.qidoMaxLimit) problems.push('PORTICO_QIDO_DEFAULT_LIMIT must not exceed PORTICO_QIDO_MAX_LIMIT');
     const o = config.objects;
-    if (o.s3Endpoint && (!o.s3AccessKey || !o.s3SecretKey)) problems.push('PORTICO_S3_ENDPOINT is set: PORTICO_S3_ACCESS_KEY and PORTICO_S3_SECRET_KEY are required');
+    if (o.s3Endpoint && (!o.s3AccessKey || !o.s3SecretKey))
+      problems.push('PORTICO_S3_ENDPOINT is set: PORTICO_S3_ACCESS_KEY and PORTICO_S3_SECRET_KEY are required');
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);
@@ -149,8 +151,10 @@ export function loadConfig(opts: LoadConfigOptions = {}): PorticoConfig {
 export function requireClusterBackends(config: PorticoConfig, role: string, needs: { database?: boolean; queue?: boolean; objects?: boolean }): void {
   const problems: string[] = [];
   if (needs.database && !config.database.url) problems.push(`PORTICO_DATABASE_URL: required by role "${role}" (only standalone embeds PostgreSQL)`);
-  if (needs.queue && !config.queue.redisUrl && !config.database.url) problems.push(`PORTICO_REDIS_URL or PORTICO_DATABASE_URL: role "${role}" needs a queue backend`);
-  if (needs.objects && !config.objects.s3Endpoint && !config.objects.dir) problems.push(`PORTICO_S3_ENDPOINT or PORTICO_OBJECTS_DIR: role "${role}" needs an object store shared with the other roles`);
+  if (needs.queue && !config.queue.redisUrl && !config.database.url)
+    problems.push(`PORTICO_REDIS_URL or PORTICO_DATABASE_URL: role "${role}" needs a queue backend`);
+  if (needs.objects && !config.objects.s3Endpoint && !config.objects.dir)
+    problems.push(`PORTICO_S3_ENDPOINT or PORTICO_OBJECTS_DIR: role "${role}" needs an object store shared with the other roles`);
   if (problems.length > 0) throw new ConfigError(problems);
 }
 
@@ -182,6 +186,9 @@ export function objectsDir(config: PorticoConfig): string {
 
 /** Markdown table of every setting (docs/configuration.md is generated from this). */
 export function settingsMarkdown(settings: readonly Setting[] = SETTINGS): string {
-  const rows = settings.map((s) => `| \`${s.env}\` | \`${s.path}\` | ${s.default === undefined ? '' : `\`${String(s.default)}\``} | ${s.doc}${s.secret ? ' *(secret: masked in --print-config)*' : ''} |`);
+  const rows = settings.map(
+    (s) =>
+      `| \`${s.env}\` | \`${s.path}\` | ${s.default === undefined ? '' : `\`${String(s.default)}\``} | ${s.doc}${s.secret ? ' *(secret: masked in --print-config)*' : ''} |`,
+  );
   return ['| environment variable | YAML path | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
 }

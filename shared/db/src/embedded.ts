@@ -34,7 +34,8 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
   const pidFile = path.join(dir, 'postmaster.pid');
   if (existsSync(pidFile)) {
     const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-    if (Number.isFinite(pid) && pidAlive(pid)) throw new Error(`embedded PostgreSQL in ${dir} is already running (pid ${pid}): is another Portico using this data folder?`);
+    if (Number.isFinite(pid) && pidAlive(pid))
+      throw new Error(`embedded PostgreSQL in ${dir} is already running (pid ${pid}): is another Portico using this data folder?`);
     rmSync(pidFile, { force: true });
   }
   mkdirSync(path.dirname(dir), { recursive: true });

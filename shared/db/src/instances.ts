@@ -151,7 +151,13 @@ export async function upsertInstance(db: Db, rec: InstanceRecord, apply?: () => 
         rec.objectSize,
         JSON.stringify(rec.json),
         JSON.stringify(rec.frames.map((f) => f.map((r) => [r.offset, r.length]))),
-        JSON.stringify(Object.fromEntries(Object.entries(rec.bulkData).filter(([, v]) => v).map(([k, v]) => [k, [v!.offset, v!.length]]))),
+        JSON.stringify(
+          Object.fromEntries(
+            Object.entries(rec.bulkData)
+              .filter(([, v]) => v)
+              .map(([k, v]) => [k, [v!.offset, v!.length]]),
+          ),
+        ),
         rec.pixelDataEncapsulated,
         rec.source,
         rec.callingAeTitle ?? null,
@@ -219,7 +225,12 @@ export function rowToStored(r: InstanceRow): StoredInstance {
 }
 
 /** Audit trail entry. `detail` must hold no patient attributes. */
-export async function recordEvent(db: Queryable, kind: string, ids: { sopInstanceUid?: string; studyInstanceUid?: string }, detail: object = {}): Promise<void> {
+export async function recordEvent(
+  db: Queryable,
+  kind: string,
+  ids: { sopInstanceUid?: string; studyInstanceUid?: string },
+  detail: object = {},
+): Promise<void> {
   await db.query('INSERT INTO event (kind, sop_instance_uid, study_instance_uid, detail) VALUES ($1, $2, $3, $4)', [
     kind,
     ids.sopInstanceUid ?? null,

@@ -56,9 +56,7 @@ export async function migrate(db: Db, log?: { info(obj: object, msg: string): vo
 
 /** Throws unless every migration this build knows has been applied (run `portico migrate`). */
 export async function assertSchemaCurrent(db: Db): Promise<void> {
-  const res = await db.query<{ v: number | null }>(
-    `SELECT (SELECT max(version) FROM schema_migration) AS v WHERE to_regclass('schema_migration') IS NOT NULL`,
-  );
+  const res = await db.query<{ v: number | null }>(`SELECT (SELECT max(version) FROM schema_migration) AS v WHERE to_regclass('schema_migration') IS NOT NULL`);
   const current = res.rows[0]?.v ?? 0;
   if (current < LATEST_SCHEMA_VERSION) {
     throw new Error(`database schema is at version ${current}, this build needs ${LATEST_SCHEMA_VERSION}: run "portico migrate" first`);

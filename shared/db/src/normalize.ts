@@ -4,8 +4,5 @@
  * query values, so matching is symmetric. `^` and `=` component separators are kept.
  */
 export function normalizePersonName(value: string): string {
-  return value
-    .normalize('NFKD')
-    .replace(/\p{M}/gu, '')
-    .toUpperCase();
+  return value.normalize('NFKD').replace(/\p{M}/gu, '').toUpperCase();
 }

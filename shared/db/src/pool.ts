@@ -17,7 +17,12 @@ export interface Db extends Queryable {
 
 /** A pool for one process. Errors on idle clients are logged by the caller via `onError`, never crash. */
 export function openDb(url: string, opts: { poolSize?: number; onError?: (err: Error) => void; applicationName?: string } = {}): Db {
-  const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10, application_name: opts.applicationName ?? 'portico', connectionTimeoutMillis: 5000 });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.poolSize ?? 10,
+    application_name: opts.applicationName ?? 'portico',
+    connectionTimeoutMillis: 5000,
+  });
   pool.on('error', (err) => opts.onError?.(err));
   let closed = false;
   return {

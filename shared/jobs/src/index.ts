@@ -59,8 +59,7 @@ export function assertHandlers(handlers: Partial<Record<JobName, unknown>>, need
 }
 
 export type QueueBackendConfig =
-  | { readonly kind: 'redis'; readonly url: string; readonly prefix: string }
-  | { readonly kind: 'postgres'; readonly url: string; readonly schema: string };
+  { readonly kind: 'redis'; readonly url: string; readonly prefix: string } | { readonly kind: 'postgres'; readonly url: string; readonly schema: string };
 
 export interface JobContext {
   readonly jobId: string;
@@ -114,7 +113,10 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
       throw new Error(`cannot reach Redis at ${new URL(cfg.url).host}: ${(err as Error).message}`);
     });
     queue = new Queue(def.queue, { connection: producer, prefix: cfg.prefix });
-    closers.push(() => queue.close(), async () => producer.quit().catch(() => producer.disconnect()));
+    closers.push(
+      () => queue.close(),
+      async () => producer.quit().catch(() => producer.disconnect()),
+    );
     makeWorker = (name, processor, concurrency) => {
       // Worker connections block (BRPOPLPUSH-style); BullMQ requires maxRetriesPerRequest null here.
       const conn = new Redis(cfg.url, { maxRetriesPerRequest: null });
@@ -151,7 +153,10 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
       );
       worker.on('error', (err: Error) => opts.log.warn({ err: err.message }, 'worker error'));
       worker.on('failed', (job: Job | undefined, err: Error) =>
-        opts.log.warn({ queue: def.queue, jobId: job?.id, attempt: job?.attemptsMade, err: err.message, unrecoverable: err instanceof UnrecoverableError }, 'job failed'),
+        opts.log.warn(
+          { queue: def.queue, jobId: job?.id, attempt: job?.attemptsMade, err: err.message, unrecoverable: err instanceof UnrecoverableError },
+          'job failed',
+        ),
       );
       await worker.waitUntilReady();
       return { close: () => worker.close() };

@@ -40,7 +40,7 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
   }
   let parsed;
   try {
-    parsed = await parseInstance(await store.get(payload.stagingKey));
+    parsed = await parseInstance((await store.get(payload.stagingKey)) as AsyncIterable<Buffer>);
   } catch (err) {
     if (err instanceof DicomParseError) {
       await recordEvent(db, 'ingest-failed', { sopInstanceUid: payload.sopInstanceUid }, { stagingKey: payload.stagingKey, reason: err.message });
@@ -86,7 +86,12 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
   );
   await store.delete(payload.stagingKey);
   if (outcome !== 'stale') {
-    await recordEvent(db, 'stored', { sopInstanceUid: parsed.sopInstanceUid, studyInstanceUid: parsed.studyInstanceUid }, { source: payload.source, callingAet: payload.callingAeTitle, outcome });
+    await recordEvent(
+      db,
+      'stored',
+      { sopInstanceUid: parsed.sopInstanceUid, studyInstanceUid: parsed.studyInstanceUid },
+      { source: payload.source, callingAet: payload.callingAeTitle, outcome },
+    );
   }
   log.debug({ outcome, objectKey: finalKey }, 'instance ingested');
   return outcome;
