@@ -17,7 +17,9 @@
  * - 0x0000 Success
  * - 0xA700 Refused: Out of Resources — object store or queue unavailable
  * - 0xA900 Error: Data Set does not match SOP Class — data set UIDs contradict the command
- * - 0xC000 Error: Cannot understand — the bytes are not a parseable data set, or lack Study/Series UIDs
+ * - 0xC000 Error: Cannot understand — the bytes are not a parseable data set
+ * A data set without Study or Series Instance UID is accepted (the worker derives them; see
+ * ingest-instance.ts): a gateway must not lose what a modality produced.
  */
 import { PassThrough, Writable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
@@ -56,6 +58,8 @@ export class StoreSink extends Writable {
   private storeFailed = false;
   private parseFailed = false;
   private paused = false;
+  /** When the last PDV arrived (for the durable-store latency in debug logs). */
+  private dataEndedAt = 0;
 
   constructor(ctx: StoreContext, command: { sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string }) {
     // The high-water mark only keeps dcmjs-dimse from awaiting 'drain' (see file header); real buffering
@@ -99,16 +103,20 @@ export class StoreSink extends Writable {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
+    this.dataEndedAt = performance.now();
     this.storeBody.end();
     if (!this.parseBody.destroyed) this.parseBody.end();
     cb();
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    // Association aborted mid-transfer: fail the put so the partial staging object is removed.
     this.resumeSocket();
-    this.storeBody.destroy(err ?? new Error('association closed during C-STORE'));
-    this.parseBody.destroy(err ?? new Error('association closed during C-STORE'));
+    // autoDestroy also lands here (err null) after a normal finish; only a real error — the association
+    // aborted mid-transfer — fails the put, so the partial staging object is removed.
+    if (err) {
+      this.storeBody.destroy(err);
+      this.parseBody.destroy(err);
+    }
     cb(err);
   }
 
@@ -132,6 +140,7 @@ export class StoreSink extends Writable {
     command: { sopClassUid: string; sopInstanceUid: string },
   ): Promise<StoreOutcome> {
     const [putResult, parseResult] = await Promise.allSettled([put, parse]);
+    const storedAt = performance.now();
     const log = this.ctx.log.child({ sopInstanceUid: command.sopInstanceUid, stagingKey: this.stagingKey });
     try {
       if (parseResult.status === 'rejected') {
@@ -146,11 +155,12 @@ export class StoreSink extends Writable {
         throw new PorticoError('DATASET_MISMATCH', 'SOP Instance UID of the data set differs from the C-STORE command');
       if (parsed.sopClassUid !== command.sopClassUid)
         throw new PorticoError('DATASET_MISMATCH', 'SOP Class UID of the data set differs from the C-STORE command');
-      if (!parsed.studyInstanceUid || !parsed.seriesInstanceUid) throw new PorticoError('MISSING_ATTRIBUTE', 'Study or Series Instance UID missing');
       try {
         await this.ctx.queues.enqueueIngest({
           stagingKey: this.stagingKey,
           sopInstanceUid: command.sopInstanceUid,
+          studyInstanceUid: parsed.studyInstanceUid,
+          seriesInstanceUid: parsed.seriesInstanceUid,
           source: 'dimse',
           callingAeTitle: this.ctx.callingAeTitle,
           calledAeTitle: this.ctx.calledAeTitle,
@@ -159,7 +169,10 @@ export class StoreSink extends Writable {
       } catch (err) {
         throw new PorticoError('OUT_OF_RESOURCES', `queue: ${(err as Error).message}`);
       }
-      log.debug({ bytes: putResult.value.size }, 'C-STORE staged');
+      log.debug(
+        { bytes: putResult.value.size, storedMs: Math.round(storedAt - this.dataEndedAt), enqueuedMs: Math.round(performance.now() - storedAt) },
+        'C-STORE staged',
+      );
       return { status: 0x0000, stagingKey: this.stagingKey };
     } catch (err) {
       const e = toPorticoError(err);

@@ -132,6 +132,8 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
           transferSyntaxUid: pc.getAcceptedTransferSyntaxUid() ?? '1.2.840.10008.1.2',
         },
       );
+      // Failures surface through sink.outcome; an abort-time destroy must not become an uncaught 'error'.
+      sink.on('error', () => undefined);
       this.current = sink;
       return sink;
     }

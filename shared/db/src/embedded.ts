@@ -45,6 +45,9 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
     password: PASSWORD,
     port: opts.port,
     persistent: true,
+    // PostgreSQL refuses to run as root; as root (containers, CI) the package runs it as a `postgres`
+    // user (created when missing) that owns the data folder.
+    createPostgresUser: process.getuid?.() === 0,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
     onLog: (msg: unknown) => opts.log.debug({ pg: String(msg).trim() }, 'embedded postgres'),
     onError: (msg: unknown) => opts.log.debug({ pg: String(msg).trim() }, 'embedded postgres'),

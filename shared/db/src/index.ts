@@ -6,6 +6,15 @@
 export { openDb, type Db, type Queryable } from './pool.ts';
 export { migrate, assertSchemaCurrent, LATEST_SCHEMA_VERSION, listMigrations } from './migrate.ts';
 export { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded.ts';
-export { upsertInstance, findInstance, rowToStored, recordEvent, type InstanceRow, type InstanceRecord, type StoredInstance } from './instances.ts';
+export {
+  upsertInstance,
+  findInstance,
+  rowToStored,
+  recordEvent,
+  type InstanceRow,
+  type InstanceRecord,
+  type StoredInstance,
+  type UpsertResult,
+} from './instances.ts';
 export { normalizePersonName } from './normalize.ts';
 export { STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, pickTags } from './levels.ts';

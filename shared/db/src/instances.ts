@@ -57,15 +57,24 @@ function toInt(v: string | undefined): number | null {
  * Runs `apply` (e.g. moving the object to its final key) and the index upsert under the per-instance lock,
  * unless a copy received later is already indexed. Returns 'stale' in that case.
  */
-export async function upsertInstance(db: Db, rec: InstanceRecord, apply?: () => Promise<void>): Promise<'inserted' | 'replaced' | 'stale'> {
+export interface UpsertResult {
+  readonly outcome: 'inserted' | 'replaced' | 'stale';
+  /** The object the index pointed at before, when it differs from the new one (the caller deletes it). */
+  readonly previousObjectKey?: string;
+}
+
+export async function upsertInstance(db: Db, rec: InstanceRecord, apply?: () => Promise<void>): Promise<UpsertResult> {
   return db.transaction(async (tx) => {
+    // Losing this commit in a crash is recoverable: the ingest job that wrote it is marked done only
+    // later in the WAL, so it runs again. Not waiting for the WAL flush halves the worker's fsyncs.
+    await tx.query('SET LOCAL synchronous_commit = off');
     await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`instance.${rec.sopInstanceUid}`]);
-    const existing = await tx.query<{ received_at: Date; series_pk: string; study_pk: string }>(
-      'SELECT received_at, series_pk, study_pk FROM instance WHERE sop_instance_uid = $1',
+    const existing = await tx.query<{ received_at: Date; series_pk: string; study_pk: string; object_key: string }>(
+      'SELECT received_at, series_pk, study_pk, object_key FROM instance WHERE sop_instance_uid = $1',
       [rec.sopInstanceUid],
     );
     const prev = existing.rows[0];
-    if (prev && prev.received_at.getTime() > rec.receivedAt.getTime()) return 'stale';
+    if (prev && prev.received_at.getTime() > rec.receivedAt.getTime()) return { outcome: 'stale' };
     if (apply) await apply();
 
     const a = rec.attrs;
@@ -167,7 +176,13 @@ export async function upsertInstance(db: Db, rec: InstanceRecord, apply?: () => 
     );
     // A re-sent instance may have moved to another series or study: drop what it left empty.
     if (prev && prev.series_pk !== seriesPk) await dropIfEmpty(tx, prev.series_pk, prev.study_pk);
-    return prev ? 'replaced' : 'inserted';
+    await recordEvent(
+      tx,
+      'stored',
+      { sopInstanceUid: rec.sopInstanceUid, studyInstanceUid: rec.studyInstanceUid },
+      { source: rec.source, callingAet: rec.callingAeTitle, replaced: !!prev },
+    );
+    return prev ? { outcome: 'replaced', ...(prev.object_key !== rec.objectKey ? { previousObjectKey: prev.object_key } : {}) } : { outcome: 'inserted' };
   });
 }
 

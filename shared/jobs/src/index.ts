@@ -19,6 +19,9 @@ export interface IngestInstancePayload {
   /** Object key of the received bytes (`staging/<uuid>.dcm`). */
   readonly stagingKey: string;
   readonly sopInstanceUid: string;
+  /** From the data set ('' when it has none); lets a retry find the object at its final key. */
+  readonly studyInstanceUid?: string;
+  readonly seriesInstanceUid?: string;
   readonly source: 'dimse' | 'stow-rs';
   readonly callingAeTitle?: string;
   readonly calledAeTitle?: string;
@@ -129,10 +132,14 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
     const pg = withBackend(createPostgresBackend);
     // migrate: BullMQ creates or upgrades its own tables in this schema (under its own advisory lock).
     const connection = { connectionString: cfg.url, schema: cfg.schema, max: 5, migrate: true };
+    // Consumers need not wait for the WAL flush when they mark a job done: a completion lost in a crash
+    // only makes an idempotent job run again. Producers keep synchronous commits: an enqueue is a promise.
+    const consumerConnection = { ...connection, options: '-c synchronous_commit=off' };
     queue = new pg.Queue(def.queue, { connection }) as unknown as Queue;
     await withTimeout(queue.waitUntilReady(), 30000, 'queue backend start');
     closers.push(() => queue.close());
-    makeWorker = (name, processor, concurrency) => new pg.Worker(name, processor, { connection, concurrency, autorun: true }) as unknown as Worker;
+    makeWorker = (name, processor, concurrency) =>
+      new pg.Worker(name, processor, { connection: consumerConnection, concurrency, autorun: true }) as unknown as Worker;
   }
   queue.on('error', (err: Error) => log.warn({ err: err.message }, 'queue error'));
 

@@ -1,17 +1,24 @@
 /**
- * ingest-instance: turns a staged object into an indexed instance.
+ * ingest-instance: turns a staged object into an indexed instance at its final key.
  *
  * Idempotent and crash-safe at every step, because BullMQ may run it again after a crash:
- * 1. Parse the staged object's header (streaming; pixel data is skipped, frame ranges recorded).
- * 2. Under the per-instance lock (see upsertInstance): copy the object to its final key and upsert the
- *    study/series/instance rows, in one database transaction. A copy received earlier than the indexed
- *    one is stale and changes nothing.
- * 3. After the commit, delete the staging object. If we crash before that, the retry repeats 1-2 (same
- *    bytes, same result); if the staging object is already gone, a previous attempt committed.
+ * 1. Parse the header of the staged object (streaming; pixel data skipped, frame ranges recorded).
+ * 2. Under the per-instance lock (see upsertInstance), in one database transaction: move the object to
+ *    `studies/<study>/series/<series>/instances/<sop>.dcm` and upsert the study/series/instance rows.
+ *    A copy received earlier than the indexed one is stale: it is dropped and changes nothing.
+ * 3. A retry that finds the staging object gone while the final object exists (the move happened, the
+ *    commit did not) parses the final object and indexes it. The receivers put the Study and Series
+ *    Instance UIDs in the payload (UIDs only, never patient data) so the final key is known without the
+ *    staging object.
  * A data set that cannot be parsed is not retried (UnrecoverableError); its staging object is kept for
  * inspection and the failure is recorded in the event table.
+ *
+ * Instances without a Study or Series Instance UID (a Type 1 violation seen in real files) are kept,
+ * not refused: they are indexed under a UID derived from their SOP Instance UID (2.25 form, PS3.5 §B.2),
+ * the same on every re-send, and the metadata shows the derived value.
  */
-import { parseInstance, indexAttributes, DicomParseError } from '@portico/dicom';
+import { createHash } from 'node:crypto';
+import { parseInstance, indexAttributes, DicomParseError, type ParsedInstance } from '@portico/dicom';
 import { upsertInstance, recordEvent, pickTags, STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, type Db } from '@portico/db';
 import type { ObjectStore } from '@portico/storage';
 import { UnrecoverableError, type IngestInstancePayload } from '@portico/jobs';
@@ -30,45 +37,83 @@ export function instanceKey(studyUid: string, seriesUid: string, sopUid: string)
   return `studies/${studyUid}/series/${seriesUid}/instances/${sopUid}.dcm`;
 }
 
-export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePayload): Promise<'inserted' | 'replaced' | 'stale' | 'gone'> {
+/** Deterministic UID for a missing Study/Series Instance UID: 2.25.<128-bit hash of the SOP Instance UID>. */
+export function derivedUid(sopInstanceUid: string, level: 'study' | 'series'): string {
+  const digest = createHash('sha256').update(`${level}/${sopInstanceUid}`).digest();
+  return `2.25.${BigInt(`0x${digest.subarray(0, 16).toString('hex')}`).toString()}`;
+}
+
+/** Study and Series Instance UIDs an instance is indexed under (derived when absent). */
+export function hierarchyUids(
+  sopInstanceUid: string,
+  studyInstanceUid: string,
+  seriesInstanceUid: string,
+): { study: string; series: string; derived: boolean } {
+  return {
+    study: studyInstanceUid || derivedUid(sopInstanceUid, 'study'),
+    series: seriesInstanceUid || derivedUid(sopInstanceUid, 'series'),
+    derived: !studyInstanceUid || !seriesInstanceUid,
+  };
+}
+
+export type IngestOutcome = 'inserted' | 'replaced' | 'stale' | 'gone';
+
+export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePayload): Promise<IngestOutcome> {
   const { db, store } = deps;
   const log = deps.log.child({ sopInstanceUid: payload.sopInstanceUid, stagingKey: payload.stagingKey });
-  const stat = await store.stat(payload.stagingKey);
+  const expected = hierarchyUids(payload.sopInstanceUid, payload.studyInstanceUid ?? '', payload.seriesInstanceUid ?? '');
+  const expectedKey = payload.studyInstanceUid !== undefined ? instanceKey(expected.study, expected.series, payload.sopInstanceUid) : undefined;
+
+  let sourceKey = payload.stagingKey;
+  let stat = await store.stat(sourceKey);
+  if (!stat && expectedKey) {
+    // A previous attempt moved the object; whether it also committed, indexing again is harmless.
+    sourceKey = expectedKey;
+    stat = await store.stat(sourceKey);
+  }
   if (!stat) {
-    log.info('staging object already gone: a previous attempt completed');
+    log.info('staged object gone and no final object: nothing to index');
     return 'gone';
   }
-  let parsed;
+
+  let parsed: ParsedInstance;
   try {
-    parsed = await parseInstance((await store.get(payload.stagingKey)) as AsyncIterable<Buffer>);
+    parsed = await parseInstance((await store.get(sourceKey)) as AsyncIterable<Buffer>);
   } catch (err) {
     if (err instanceof DicomParseError) {
       await recordEvent(db, 'ingest-failed', { sopInstanceUid: payload.sopInstanceUid }, { stagingKey: payload.stagingKey, reason: err.message });
-      throw new UnrecoverableError(`cannot parse ${payload.stagingKey}: ${err.message}`);
+      throw new UnrecoverableError(`cannot parse ${sourceKey}: ${err.message}`);
     }
     throw err;
   }
+  const uids = hierarchyUids(parsed.sopInstanceUid, parsed.studyInstanceUid, parsed.seriesInstanceUid);
   for (const [name, uid] of [
-    ['StudyInstanceUID', parsed.studyInstanceUid],
-    ['SeriesInstanceUID', parsed.seriesInstanceUid],
+    ['StudyInstanceUID', uids.study],
+    ['SeriesInstanceUID', uids.series],
     ['SOPInstanceUID', parsed.sopInstanceUid],
   ] as const) {
     if (!UID_RE.test(uid) || uid.length > 64) {
       await recordEvent(db, 'ingest-failed', { sopInstanceUid: payload.sopInstanceUid }, { stagingKey: payload.stagingKey, reason: `invalid ${name}` });
-      throw new UnrecoverableError(`invalid ${name} in ${payload.stagingKey}`);
+      throw new UnrecoverableError(`invalid ${name} in ${sourceKey}`);
     }
   }
-  const finalKey = instanceKey(parsed.studyInstanceUid, parsed.seriesInstanceUid, parsed.sopInstanceUid);
-  const json = parsed.json as Record<string, unknown>;
-  const outcome = await upsertInstance(
+  const json = { ...(parsed.json as Record<string, unknown>) };
+  if (uids.derived) {
+    json['0020000D'] = { vr: 'UI', Value: [uids.study] };
+    json['0020000E'] = { vr: 'UI', Value: [uids.series] };
+    log.warn({ studyInstanceUid: uids.study, seriesInstanceUid: uids.series }, 'Study or Series Instance UID missing: indexed under derived UIDs');
+  }
+  const attrs = { ...indexAttributes(parsed), StudyInstanceUID: uids.study, SeriesInstanceUID: uids.series };
+  const finalKey = instanceKey(uids.study, uids.series, parsed.sopInstanceUid);
+  const result = await upsertInstance(
     db,
     {
-      studyInstanceUid: parsed.studyInstanceUid,
-      seriesInstanceUid: parsed.seriesInstanceUid,
+      studyInstanceUid: uids.study,
+      seriesInstanceUid: uids.series,
       sopInstanceUid: parsed.sopInstanceUid,
       sopClassUid: parsed.sopClassUid,
       transferSyntaxUid: parsed.transferSyntaxUid,
-      attrs: indexAttributes(parsed),
+      attrs,
       studyJson: pickTags(json, STUDY_LEVEL_TAGS),
       seriesJson: pickTags(json, SERIES_LEVEL_TAGS),
       json,
@@ -82,17 +127,15 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
       calledAeTitle: payload.calledAeTitle,
       receivedAt: new Date(payload.receivedAt),
     },
-    () => store.copy(payload.stagingKey, finalKey),
+    sourceKey === finalKey ? undefined : () => store.move(sourceKey, finalKey),
   );
-  await store.delete(payload.stagingKey);
-  if (outcome !== 'stale') {
-    await recordEvent(
-      db,
-      'stored',
-      { sopInstanceUid: parsed.sopInstanceUid, studyInstanceUid: parsed.studyInstanceUid },
-      { source: payload.source, callingAet: payload.callingAeTitle, outcome },
-    );
+  if (result.outcome === 'stale') {
+    // A later copy of this instance is already indexed: this older one is not kept.
+    if (sourceKey !== finalKey) await store.delete(sourceKey);
+  } else if (result.previousObjectKey) {
+    // The re-sent instance moved to another series or study; its previous object is no longer indexed.
+    await store.delete(result.previousObjectKey);
   }
-  log.debug({ outcome, objectKey: finalKey }, 'instance ingested');
-  return outcome;
+  log.debug({ outcome: result.outcome, objectKey: finalKey }, 'instance ingested');
+  return result.outcome;
 }

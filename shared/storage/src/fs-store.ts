@@ -1,0 +1,210 @@
+/**
+ * The standalone object store: a folder. A key maps to the path under the root with the same segments.
+ *
+ * Durability: `put` streams into a temp file beside the target (`.<name>.<uuid>.tmp`, same folder so the
+ * rename is atomic), fsyncs it, renames it over the target and fsyncs the folder; folders it creates are
+ * fsynced into their parents too. Only then does `put` resolve, which is what lets C-STORE answer success
+ * (DESIGN.md "An acknowledgement is a promise"). A crash mid-put leaves at most a temp file, never a
+ * partial object under the real key. `copy` takes the same temp-file route.
+ *
+ * Limits: a key cannot be both an object and the folder of another (`a/b` and `a/b/c`); our key layout
+ * never does that. `contentType` is not stored.
+ */
+import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access, copyFile, mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { batches, checkDeclaredSize, chunksOf, discardBody, dropBytes } from './body.ts';
+import type { ObjectBody } from './body.ts';
+import { InvalidRangeError, ObjectNotFoundError } from './errors.ts';
+import { assertValidKey, assertValidRange } from './keys.ts';
+import type { ObjectStore } from './index.ts';
+
+/** Chunks are gathered into writev batches of this size: few syscalls, bounded memory. */
+const WRITE_BATCH_BYTES = 1024 * 1024;
+
+export class FsObjectStore implements ObjectStore {
+  readonly kind = 'fs';
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  /** Creates the root folder when missing. */
+  async open(): Promise<this> {
+    await mkdirDurable(this.root);
+    return this;
+  }
+
+  private pathOf(key: string): string {
+    assertValidKey(key);
+    return join(this.root, ...key.split('/'));
+  }
+
+  async put(key: string, body: ObjectBody, opts: { size?: number; contentType?: string } = {}): Promise<{ size: number }> {
+    let path: string;
+    let tmp: string;
+    let file: FileHandle;
+    try {
+      path = this.pathOf(key);
+      await mkdirDurable(dirname(path));
+      tmp = tempPathFor(path);
+      file = await open(tmp, 'wx');
+    } catch (err) {
+      discardBody(body);
+      throw err;
+    }
+    let size = 0;
+    try {
+      for await (const batch of batches(chunksOf(body), WRITE_BATCH_BYTES)) {
+        const batchBytes = batch.reduce((n, chunk) => n + chunk.length, 0);
+        size += batchBytes;
+        checkDeclaredSize(key, opts.size, size, false);
+        // writev may write less than asked (rare for files, e.g. near ENOSPC): continue with the rest.
+        for (let rest = batch, left = batchBytes; left > 0;) {
+          const { bytesWritten } = await file.writev(rest);
+          left -= bytesWritten;
+          rest = dropBytes(rest, bytesWritten);
+        }
+      }
+      checkDeclaredSize(key, opts.size, size, true);
+      await file.sync();
+      await file.close();
+      await rename(tmp, path);
+    } catch (err) {
+      await file.close().catch(() => undefined);
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    await fsyncPath(dirname(path));
+    return { size };
+  }
+
+  async get(key: string, range?: { start: number; end: number }): Promise<NodeJS.ReadableStream> {
+    const path = this.pathOf(key);
+    if (range) assertValidRange(range);
+    let file;
+    try {
+      file = await open(path, 'r');
+    } catch (err) {
+      throw isMissing(err) ? new ObjectNotFoundError(key, { cause: err }) : err;
+    }
+    try {
+      const info = await file.stat();
+      if (!info.isFile()) throw new ObjectNotFoundError(key);
+      if (range && range.start >= info.size) {
+        throw new InvalidRangeError(`range ${range.start}-${range.end} starts beyond ${key} (${info.size} bytes)`);
+      }
+    } catch (err) {
+      await file.close();
+      throw err;
+    }
+    // The stream owns the handle from here and closes it at end, error or destroy.
+    return file.createReadStream(range ? { start: range.start, end: range.end } : {});
+  }
+
+  async stat(key: string): Promise<{ size: number } | null> {
+    try {
+      const info = await stat(this.pathOf(key));
+      return info.isFile() ? { size: info.size } : null;
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw err;
+    }
+  }
+
+  async copy(from: string, to: string): Promise<void> {
+    const src = this.pathOf(from);
+    const dst = this.pathOf(to);
+    if (src === dst) {
+      if (await this.stat(from)) return;
+      throw new ObjectNotFoundError(from);
+    }
+    await mkdirDurable(dirname(dst));
+    const tmp = tempPathFor(dst);
+    try {
+      // A reflink where the filesystem can (btrfs, XFS), else an in-kernel copy.
+      await copyFile(src, tmp, constants.COPYFILE_FICLONE);
+      await fsyncPath(tmp);
+      await rename(tmp, dst);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw isMissing(err) ? new ObjectNotFoundError(from, { cause: err }) : err;
+    }
+    await fsyncPath(dirname(dst));
+  }
+
+  async move(from: string, to: string): Promise<void> {
+    const src = this.pathOf(from);
+    const dst = this.pathOf(to);
+    if (src === dst) {
+      if (await this.stat(from)) return;
+      throw new ObjectNotFoundError(from);
+    }
+    await mkdirDurable(dirname(dst));
+    try {
+      await rename(src, dst);
+    } catch (err) {
+      // Idempotent: a retried move whose first attempt got as far as the rename.
+      if (isMissing(err) && (await this.stat(to))) return;
+      throw isMissing(err) ? new ObjectNotFoundError(from, { cause: err }) : err;
+    }
+    await fsyncPath(dirname(dst));
+    if (dirname(src) !== dirname(dst)) await fsyncPath(dirname(src));
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = this.pathOf(key);
+    try {
+      await unlink(path);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw err;
+    }
+    // Durable like S3's DELETE: a crash must not bring back a deleted instance.
+    await fsyncPath(dirname(path));
+  }
+
+  async ping(): Promise<void> {
+    const info = await stat(this.root);
+    if (!info.isDirectory()) throw new Error(`object store root ${this.root} is not a folder`);
+    await access(this.root, constants.R_OK | constants.W_OK);
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** A temp file beside path (same folder, so the final rename is atomic); put and copy write here first. */
+function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomUUID()}.tmp`);
+}
+
+function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * mkdir -p, then fsync every folder that gained an entry (the parent of the first folder created, down to
+ * dir itself), so the new folders survive a crash along with the file about to be renamed into dir.
+ */
+async function mkdirDurable(dir: string): Promise<void> {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  const top = dirname(first);
+  for (let d = dir; ; d = dirname(d)) {
+    await fsyncPath(d);
+    if (d === top || d === dirname(d)) break;
+  }
+}
