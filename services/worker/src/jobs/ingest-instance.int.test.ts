@@ -1,0 +1,106 @@
+/**
+ * The ingest job against a real PostgreSQL and a real folder store: idempotency, re-send replacement,
+ * stale copies, recovery after a crash between the move and the commit, and unparseable objects.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createLogger } from '@portico/logging';
+import { openDb, migrate, findInstance, type Db } from '@portico/db';
+import { openObjectStore, type ObjectStore } from '@portico/storage';
+import { UnrecoverableError, type IngestInstancePayload } from '@portico/jobs';
+import { createTestDatabase, syntheticInstance, testUid } from '@portico/testing';
+import { ingestInstance, instanceKey, derivedUid } from './ingest-instance.ts';
+
+const log = createLogger({ service: 'worker-test', level: 'silent' });
+
+describe('ingest-instance', () => {
+  let db: Db;
+  let store: ObjectStore;
+  let drop: () => Promise<void>;
+  const study = testUid('study', 1);
+  const series = testUid('series', 1);
+
+  beforeAll(async () => {
+    const t = await createTestDatabase();
+    drop = t.drop;
+    db = openDb(t.url);
+    await migrate(db);
+    store = await openObjectStore({ kind: 'fs', root: mkdtempSync(path.join(tmpdir(), 'worker-int-')) });
+  });
+  afterAll(async () => {
+    await db?.close();
+    await drop?.();
+  });
+
+  async function stage(sop: string, opts: Partial<Parameters<typeof syntheticInstance>[0]> = {}, when = new Date()): Promise<IngestInstancePayload> {
+    const key = `staging/${sop}-${when.getTime()}.dcm`;
+    await store.put(key, syntheticInstance({ studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop, rows: 8, columns: 8, ...opts }));
+    return {
+      stagingKey: key,
+      sopInstanceUid: sop,
+      studyInstanceUid: opts.studyInstanceUid ?? study,
+      seriesInstanceUid: opts.seriesInstanceUid ?? series,
+      source: 'dimse',
+      receivedAt: when.toISOString(),
+    };
+  }
+
+  const count = async (table: string): Promise<number> => Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`)).rows[0]!.n);
+
+  it('indexes an instance, moves it to its final key, and is idempotent on retry', async () => {
+    const sop = testUid('sop', 1);
+    const payload = await stage(sop);
+    expect(await ingestInstance({ db, store, log }, payload)).toBe('inserted');
+    expect(await store.stat(payload.stagingKey)).toBeNull();
+    expect(await store.stat(instanceKey(study, series, sop))).not.toBeNull();
+    const row = await findInstance(db, sop);
+    expect(row?.objectKey).toBe(instanceKey(study, series, sop));
+    expect(row?.frames).toHaveLength(1);
+    // BullMQ re-runs the job after a crash that came after the commit: nothing changes
+    expect(await ingestInstance({ db, store, log }, payload)).toBe('replaced');
+    expect(await count('instance')).toBe(1);
+  });
+
+  it('replaces an instance on re-send and ignores an older copy that arrives late', async () => {
+    const sop = testUid('sop', 2);
+    const first = await stage(sop, { patientName: 'First^Copy' }, new Date(Date.now() - 60_000));
+    const second = await stage(sop, { patientName: 'Second^Copy' }, new Date());
+    expect(await ingestInstance({ db, store, log }, second)).toBe('inserted');
+    expect(await ingestInstance({ db, store, log }, first)).toBe('stale');
+    expect(await store.stat(first.stagingKey)).toBeNull();
+    const name = await db.query<{ patient_name: string }>('SELECT patient_name FROM study WHERE study_instance_uid = $1', [study]);
+    expect(name.rows[0]!.patient_name).toBe('Second^Copy');
+  });
+
+  it('recovers when a crash came between the move and the commit', async () => {
+    const sop = testUid('sop', 3);
+    const payload = await stage(sop);
+    // the move happened, the transaction did not commit
+    await store.move(payload.stagingKey, instanceKey(study, series, sop));
+    expect(await findInstance(db, sop)).toBeNull();
+    expect(await ingestInstance({ db, store, log }, payload)).toBe('inserted');
+    expect((await findInstance(db, sop))?.objectKey).toBe(instanceKey(study, series, sop));
+  });
+
+  it('indexes an instance without Study/Series UID under stable derived UIDs', async () => {
+    const sop = testUid('sop', 4);
+    const payload = await stage(sop, { studyInstanceUid: '', seriesInstanceUid: '', omit: ['0020000D', '0020000E'] });
+    expect(await ingestInstance({ db, store, log }, payload)).toBe('inserted');
+    const row = await findInstance(db, sop);
+    expect(row?.studyInstanceUid).toBe(derivedUid(sop, 'study'));
+    expect(row?.seriesInstanceUid).toBe(derivedUid(sop, 'series'));
+  });
+
+  it('does not retry an unparseable object and records why', async () => {
+    const key = 'staging/not-dicom.dcm';
+    await store.put(key, Buffer.from('\x89PNG\r\n\x1a\n not a dicom file at all'));
+    await expect(
+      ingestInstance({ db, store, log }, { stagingKey: key, sopInstanceUid: '1.2.3.999', source: 'stow-rs', receivedAt: new Date().toISOString() }),
+    ).rejects.toBeInstanceOf(UnrecoverableError);
+    expect(await store.stat(key)).not.toBeNull();
+    const ev = await db.query<{ kind: string }>(`SELECT kind FROM event WHERE sop_instance_uid = '1.2.3.999'`);
+    expect(ev.rows.map((r) => r.kind)).toEqual(['ingest-failed']);
+  });
+});
