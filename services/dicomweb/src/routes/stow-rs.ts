@@ -1,0 +1,292 @@
+/**
+ * STOW-RS: `POST {root}/studies[/{StudyInstanceUID}]` with `multipart/related; type="application/dicom"`.
+ *
+ * Each part is received once and teed, with back-pressure, into two consumers running side by side: the
+ * object store (`staging/<uuid>.dcm`, durable when `put` resolves) and the streaming header parser. Only
+ * when both succeeded and the data set passes our checks is the ingest job enqueued, and only when that
+ * resolved does the instance go into ReferencedSOPSequence: the acknowledgement is a promise (DESIGN.md).
+ * Any failure before that deletes the staging object and yields a FailedSOPSequence item whose
+ * FailureReason comes from the PorticoError table. Nothing buffers a whole request or part.
+ *
+ * Statuses (PS3.18 §10.5.3, Table 10.5.3-1): 200 all stored; 202 some stored, some failed; 409 none
+ * stored; 400 malformed request; 406 unsupported Accept; 413 over PORTICO_STOW_MAX_BYTES; 415 wrong
+ * media type (including the metadata+bulk data form `type="application/dicom+json"`, not implemented).
+ * Failure reasons: 0xC000 cannot understand / missing attribute, 0xA900 study does not match the URL
+ * (§10.5.3 "the Study Instance UID … does not match"), 0xA700 store or queue unavailable, 0x0110 part of
+ * another media type.
+ */
+import { randomUUID } from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { DicomParseError, hasPart10Preamble, parseInstance, type ParsedInstance } from '@portico/dicom';
+import { PorticoError, toPorticoError } from '@portico/errors';
+import type { RouteDeps } from '../deps.ts';
+import { el, type DicomJson } from '../dicom-json.ts';
+import { parseAccept, parseMediaType, parseStowContentType, requireDicomJson } from '../media-types.ts';
+import { readMultipart, waitWritable, type IncomingPart } from '../multipart.ts';
+import { sendProblem, traceIdOf } from '../problem.ts';
+import { instanceUrl, serviceBase, studyUrl } from '../urls.ts';
+
+/** UIDs become URL and object key segments: anything else is refused. @see PS3.5 §9.1 */
+export const UID_RE = /^[0-9]+(\.[0-9]+)*$/;
+
+const PART10_HEADER_LENGTH = 132;
+
+export type PartOutcome =
+  | { readonly ok: true; readonly sopClassUid: string; readonly sopInstanceUid: string; readonly studyInstanceUid: string; readonly seriesInstanceUid: string }
+  | { readonly ok: false; readonly sopClassUid: string; readonly sopInstanceUid: string; readonly error: PorticoError };
+
+interface PartContext {
+  readonly deps: RouteDeps;
+  readonly log: FastifyBaseLogger;
+  readonly studyFromUrl: string | undefined;
+  readonly rootType: string | undefined;
+  readonly traceparent: string | undefined;
+}
+
+/** Feeds chunks to one consumer; gives up on it (and drops its buffered data) once the consumer settled. */
+class Sink {
+  readonly stream = new PassThrough({ highWaterMark: 1024 * 1024 });
+  settled = false;
+
+  constructor() {
+    this.stream.on('error', () => undefined);
+  }
+
+  watch<T>(p: Promise<T>): Promise<T> {
+    const stop = (): void => {
+      this.settled = true;
+      // A consumer that stopped early (error, or it needed no more) would never drain again.
+      if (!this.stream.writableFinished) this.stream.destroy();
+    };
+    p.then(stop, stop);
+    return p;
+  }
+
+  write(chunk: Buffer): void {
+    if (!this.settled && !this.stream.destroyed) this.stream.write(chunk);
+  }
+}
+
+/** Reads one part into staging + parser, checks it, enqueues it. Never rejects. */
+export async function storePart(ctx: PartContext, part: IncomingPart): Promise<PartOutcome> {
+  const { deps, log } = ctx;
+  const fail = (error: PorticoError, parsed?: ParsedInstance): PartOutcome => ({
+    ok: false,
+    sopClassUid: parsed?.sopClassUid ?? '',
+    sopInstanceUid: parsed?.sopInstanceUid ?? '',
+    error,
+  });
+
+  // RFC 2387: a part without Content-Type has the type of the root, named by the request's `type`.
+  const ctHeader = part.headers['content-type'];
+  const partType =
+    ctHeader === undefined ? (ctx.rootType ?? 'application/dicom') : (parseMediaType(Array.isArray(ctHeader) ? ctHeader[0] : ctHeader)?.type ?? '(malformed)');
+  if (partType !== 'application/dicom') {
+    part.body.resume();
+    await new Promise<void>((resolve) => part.body.once('close', resolve).once('end', resolve));
+    return fail(new PorticoError('UNSUPPORTED_MEDIA_TYPE', `part ${part.index} is ${partType}; STOW-RS stores application/dicom parts only`));
+  }
+
+  const stagingKey = `staging/${randomUUID()}.dcm`;
+  const storeSink = new Sink();
+  const parseSink = new Sink();
+  const stored = storeSink.watch(deps.store.put(stagingKey, storeSink.stream, { contentType: 'application/dicom' }));
+  const parsing = parseSink.watch(parseInstance(parseSink.stream));
+  // Both are awaited below; keep an early rejection from being reported as unhandled meanwhile.
+  stored.catch(() => undefined);
+  parsing.catch(() => undefined);
+
+  let head = Buffer.alloc(0);
+  let early: PorticoError | undefined;
+  try {
+    for await (const chunk of part.body as AsyncIterable<Buffer>) {
+      if (early) continue; // drain to reach the next part
+      if (head.length < PART10_HEADER_LENGTH) {
+        head = Buffer.concat([head, chunk.subarray(0, PART10_HEADER_LENGTH - head.length)]);
+        if (head.length === PART10_HEADER_LENGTH && !hasPart10Preamble(head)) {
+          early = new PorticoError('CANNOT_UNDERSTAND', `part ${part.index} is not a DICOM Part-10 file (no 128-byte preamble and "DICM" prefix; PS3.10 §7.1)`);
+          storeSink.stream.destroy(early);
+          parseSink.stream.destroy(early);
+          continue;
+        }
+      }
+      storeSink.write(chunk);
+      parseSink.write(chunk);
+      await Promise.all([waitWritable(storeSink.stream), waitWritable(parseSink.stream)]);
+    }
+    if (!early && head.length < PART10_HEADER_LENGTH) {
+      early = new PorticoError('CANNOT_UNDERSTAND', `part ${part.index} is too short to be a DICOM Part-10 file (${head.length} bytes)`);
+      storeSink.stream.destroy(early);
+      parseSink.stream.destroy(early);
+    }
+    storeSink.stream.end();
+    parseSink.stream.end();
+  } catch (err) {
+    // The request broke off inside this part (client gone, limit, truncated multipart).
+    storeSink.stream.destroy(err as Error);
+    parseSink.stream.destroy(err as Error);
+    early = toPorticoError(err, 'CANNOT_UNDERSTAND');
+  }
+
+  const [putResult, parseResult] = await Promise.allSettled([stored, parsing]);
+  const parsed = parseResult.status === 'fulfilled' ? parseResult.value : undefined;
+  const discard = async (error: PorticoError): Promise<PartOutcome> => {
+    if (putResult.status === 'fulfilled') {
+      await deps.store.delete(stagingKey).catch((err: unknown) => log.warn({ stagingKey, err: (err as Error).message }, 'could not delete staging object'));
+    }
+    log.info({ part: part.index, stagingKey, sopInstanceUid: parsed?.sopInstanceUid, code: error.code, reason: error.message }, 'STOW-RS part failed');
+    return fail(error, parsed);
+  };
+
+  if (early) return discard(early);
+  if (parseResult.status === 'rejected') {
+    const err = parseResult.reason as unknown;
+    return discard(
+      err instanceof DicomParseError
+        ? new PorticoError('CANNOT_UNDERSTAND', `part ${part.index}: ${err.message}`, { cause: err })
+        : toPorticoError(err, 'PROCESSING_FAILURE'),
+    );
+  }
+  if (putResult.status === 'rejected') {
+    const err = putResult.reason as Error;
+    log.error({ stagingKey, err: err.message }, 'object store put failed');
+    return discard(new PorticoError('OUT_OF_RESOURCES', 'the object store could not store the instance', { cause: err }));
+  }
+  const p = parsed!;
+  const problem = checkParsed(p, part.index, ctx.studyFromUrl);
+  if (problem) return discard(problem);
+
+  try {
+    await deps.queues.enqueueIngest({
+      stagingKey,
+      sopInstanceUid: p.sopInstanceUid,
+      source: 'stow-rs',
+      receivedAt: new Date().toISOString(),
+      ...(ctx.traceparent ? { traceparent: ctx.traceparent } : {}),
+    });
+  } catch (err) {
+    log.error({ stagingKey, sopInstanceUid: p.sopInstanceUid, err: (err as Error).message }, 'enqueue of ingest job failed');
+    return discard(new PorticoError('OUT_OF_RESOURCES', 'the ingest queue is unavailable', { cause: err }));
+  }
+  log.debug({ part: part.index, stagingKey, sopInstanceUid: p.sopInstanceUid }, 'STOW-RS part stored');
+  return {
+    ok: true,
+    sopClassUid: p.sopClassUid,
+    sopInstanceUid: p.sopInstanceUid,
+    studyInstanceUid: p.studyInstanceUid,
+    seriesInstanceUid: p.seriesInstanceUid,
+  };
+}
+
+/** What the ingest worker needs to index the instance, checked before we promise anything. */
+function checkParsed(p: ParsedInstance, index: number, studyFromUrl: string | undefined): PorticoError | undefined {
+  if (!p.hasFileMeta) return new PorticoError('CANNOT_UNDERSTAND', `part ${index} has no File Meta Information (PS3.10 §7.1)`);
+  for (const [name, uid] of [
+    ['SOPClassUID', p.sopClassUid],
+    ['SOPInstanceUID', p.sopInstanceUid],
+    ['StudyInstanceUID', p.studyInstanceUid],
+    ['SeriesInstanceUID', p.seriesInstanceUid],
+  ] as const) {
+    if (uid === '') return new PorticoError('MISSING_ATTRIBUTE', `part ${index} has no ${name}`);
+    if (!UID_RE.test(uid) || uid.length > 64) return new PorticoError('CANNOT_UNDERSTAND', `part ${index}: ${name} is not a valid UID`);
+  }
+  if (studyFromUrl !== undefined && p.studyInstanceUid !== studyFromUrl) {
+    // PS3.18 §10.5.3: an instance of another study than the one in the URL fails with 0xA900.
+    return new PorticoError('DATASET_MISMATCH', `part ${index} belongs to study ${p.studyInstanceUid}, not ${studyFromUrl} named in the URL`);
+  }
+  return undefined;
+}
+
+/** The Store Instances Response Module (PS3.18 Table 10.5.3-2) as DICOM JSON. */
+export function stowResponse(base: string, studyFromUrl: string | undefined, outcomes: readonly PartOutcome[]): DicomJson {
+  const referenced: DicomJson[] = [];
+  const failed: DicomJson[] = [];
+  const studies = new Set<string>();
+  for (const o of outcomes) {
+    if (o.ok) {
+      studies.add(o.studyInstanceUid);
+      referenced.push({
+        '00081150': el('UI', [o.sopClassUid]),
+        '00081155': el('UI', [o.sopInstanceUid]),
+        '00081190': el('UR', [instanceUrl(base, o.studyInstanceUid, o.seriesInstanceUid, o.sopInstanceUid)]),
+      });
+    } else {
+      failed.push({
+        '00081150': el('UI', o.sopClassUid ? [o.sopClassUid] : []),
+        '00081155': el('UI', o.sopInstanceUid ? [o.sopInstanceUid] : []),
+        '00081197': el('US', [o.error.projection.failureReason]),
+      });
+    }
+  }
+  const study = studyFromUrl ?? (studies.size === 1 ? [...studies][0] : undefined);
+  const ds: DicomJson = {};
+  if (study !== undefined) ds['00081190'] = el('UR', [studyUrl(base, study)]);
+  if (failed.length > 0) ds['00081198'] = { vr: 'SQ', Value: failed };
+  if (referenced.length > 0) ds['00081199'] = { vr: 'SQ', Value: referenced };
+  return ds;
+}
+
+export function stowStatus(outcomes: readonly PartOutcome[]): number {
+  const ok = outcomes.filter((o) => o.ok).length;
+  if (ok === outcomes.length) return 200;
+  return ok === 0 ? 409 : 202;
+}
+
+export async function stowRoutes(app: FastifyInstance, deps: RouteDeps): Promise<void> {
+  const root = deps.config.http.dicomwebRoot;
+  // Hand every request body through untouched: the multipart stream is parsed in the handler. Only in
+  // this plugin's scope, so other routes keep Fastify's parsers.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+
+  const handler = async (req: FastifyRequest<{ Params: { study?: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
+    const started = process.hrtime.bigint();
+    const studyFromUrl = req.params.study;
+    requireDicomJson(parseAccept(req.headers.accept));
+    if (studyFromUrl !== undefined && (!UID_RE.test(studyFromUrl) || studyFromUrl.length > 64)) {
+      throw new PorticoError('BAD_REQUEST', 'the Study Instance UID in the URL is not a valid UID');
+    }
+    const { boundary, rootType } = parseStowContentType(req.headers['content-type']);
+    const max = deps.config.http.stowMaxBytes;
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (Number.isFinite(declared) && declared > max) {
+      throw new PorticoError('PAYLOAD_TOO_LARGE', `request body of ${declared} bytes exceeds the STOW-RS limit of ${max} bytes`);
+    }
+    const body = req.body as Readable | undefined;
+    if (!body || typeof (body as Partial<Readable>)[Symbol.asyncIterator] !== 'function') {
+      throw new PorticoError('BAD_REQUEST', 'STOW-RS request without a body');
+    }
+
+    const log = req.log;
+    const ctx: PartContext = { deps, log, studyFromUrl, rootType, traceparent: traceIdOf(req) ? (req.headers['traceparent'] as string) : undefined };
+    const pending: Array<Promise<PartOutcome>> = [];
+    let result;
+    try {
+      result = await readMultipart(body, { boundary, maxBytes: max }, (part) => pending.push(storePart(ctx, part)));
+    } catch (err) {
+      // The parts received so far finish (their outcome is settled either way) before we answer.
+      const outcomes = await Promise.all(pending);
+      const acked = outcomes.filter((o) => o.ok).length;
+      log.warn({ parts: outcomes.length, enqueued: acked, err: (err as Error).message }, 'STOW-RS request broke off');
+      if (err instanceof PorticoError && err.code === 'PAYLOAD_TOO_LARGE') reply.header('connection', 'close');
+      // Anything else came from the request stream itself (client gone, connection reset): nobody to tell.
+      const problem = err instanceof PorticoError ? err : new PorticoError('BAD_REQUEST', `the request body could not be read (${(err as Error).message})`);
+      return sendProblem(reply, req, problem, acked > 0 ? { enqueuedBeforeFailure: acked } : {});
+    }
+    const outcomes = await Promise.all(pending);
+    if (outcomes.length === 0)
+      throw new PorticoError('BAD_REQUEST', result.complete ? 'the multipart request holds no parts' : 'no multipart parts found (wrong boundary?)');
+
+    const status = stowStatus(outcomes);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    log.info({ parts: outcomes.length, stored: outcomes.filter((o) => o.ok).length, bytes: result.bytes, ms: Math.round(ms), status }, 'STOW-RS done');
+    return reply
+      .code(status)
+      .type('application/dicom+json')
+      .send(stowResponse(serviceBase(req, root), studyFromUrl, outcomes));
+  };
+
+  app.post(`${root}/studies`, handler);
+  app.post<{ Params: { study: string } }>(`${root}/studies/:study`, handler);
+}
