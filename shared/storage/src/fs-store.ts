@@ -22,7 +22,7 @@ import { assertValidKey, assertValidRange } from './keys.ts';
 import type { ObjectStore } from './index.ts';
 
 /** Chunks are gathered into writev batches of this size: few syscalls, bounded memory. */
-const WRITE_BATCH_BYTES = 1024 * 1024;
+const WRITE_BATCH_BYTES = 128 * 1024;
 
 export class FsObjectStore implements ObjectStore {
   readonly kind = 'fs';

@@ -18,7 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { DicomParseError, hasPart10Preamble, parseInstance, type ParsedInstance } from '@portico/dicom';
+import { DicomParseError, hasPart10Preamble, hierarchyUids, parseInstance, type ParsedInstance } from '@portico/dicom';
 import { PorticoError, toPorticoError } from '@portico/errors';
 import type { RouteDeps } from '../deps.ts';
 import { el, type DicomJson } from '../dicom-json.ts';
@@ -161,6 +161,8 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
     await deps.queues.enqueueIngest({
       stagingKey,
       sopInstanceUid: p.sopInstanceUid,
+      studyInstanceUid: p.studyInstanceUid,
+      seriesInstanceUid: p.seriesInstanceUid,
       source: 'stow-rs',
       receivedAt: new Date().toISOString(),
       ...(ctx.traceparent ? { traceparent: ctx.traceparent } : {}),
@@ -170,30 +172,28 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
     return discard(new PorticoError('OUT_OF_RESOURCES', 'the ingest queue is unavailable', { cause: err }));
   }
   log.debug({ part: part.index, stagingKey, sopInstanceUid: p.sopInstanceUid }, 'STOW-RS part stored');
-  return {
-    ok: true,
-    sopClassUid: p.sopClassUid,
-    sopInstanceUid: p.sopInstanceUid,
-    studyInstanceUid: p.studyInstanceUid,
-    seriesInstanceUid: p.seriesInstanceUid,
-  };
+  const uids = hierarchyUids(p.sopInstanceUid, p.studyInstanceUid, p.seriesInstanceUid);
+  return { ok: true, sopClassUid: p.sopClassUid, sopInstanceUid: p.sopInstanceUid, studyInstanceUid: uids.study, seriesInstanceUid: uids.series };
 }
 
 /** What the ingest worker needs to index the instance, checked before we promise anything. */
 function checkParsed(p: ParsedInstance, index: number, studyFromUrl: string | undefined): PorticoError | undefined {
   if (!p.hasFileMeta) return new PorticoError('CANNOT_UNDERSTAND', `part ${index} has no File Meta Information (PS3.10 §7.1)`);
+  // A missing Study or Series Instance UID is not refused: the worker indexes the instance under UIDs
+  // derived from its SOP Instance UID (see hierarchyUids), as the DIMSE path does.
+  const uids = hierarchyUids(p.sopInstanceUid, p.studyInstanceUid, p.seriesInstanceUid);
   for (const [name, uid] of [
     ['SOPClassUID', p.sopClassUid],
     ['SOPInstanceUID', p.sopInstanceUid],
-    ['StudyInstanceUID', p.studyInstanceUid],
-    ['SeriesInstanceUID', p.seriesInstanceUid],
+    ['StudyInstanceUID', uids.study],
+    ['SeriesInstanceUID', uids.series],
   ] as const) {
     if (uid === '') return new PorticoError('MISSING_ATTRIBUTE', `part ${index} has no ${name}`);
     if (!UID_RE.test(uid) || uid.length > 64) return new PorticoError('CANNOT_UNDERSTAND', `part ${index}: ${name} is not a valid UID`);
   }
-  if (studyFromUrl !== undefined && p.studyInstanceUid !== studyFromUrl) {
+  if (studyFromUrl !== undefined && uids.study !== studyFromUrl) {
     // PS3.18 §10.5.3: an instance of another study than the one in the URL fails with 0xA900.
-    return new PorticoError('DATASET_MISMATCH', `part ${index} belongs to study ${p.studyInstanceUid}, not ${studyFromUrl} named in the URL`);
+    return new PorticoError('DATASET_MISMATCH', `part ${index} belongs to study ${uids.study}, not ${studyFromUrl} named in the URL`);
   }
   return undefined;
 }

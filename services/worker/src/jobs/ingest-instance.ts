@@ -17,8 +17,9 @@
  * not refused: they are indexed under a UID derived from their SOP Instance UID (2.25 form, PS3.5 §B.2),
  * the same on every re-send, and the metadata shows the derived value.
  */
-import { createHash } from 'node:crypto';
-import { parseInstance, indexAttributes, DicomParseError, type ParsedInstance } from '@portico/dicom';
+import { parseInstance, indexAttributes, hierarchyUids, DicomParseError, type ParsedInstance } from '@portico/dicom';
+
+export { derivedUid, hierarchyUids } from '@portico/dicom';
 import { upsertInstance, recordEvent, pickTags, STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, type Db } from '@portico/db';
 import type { ObjectStore } from '@portico/storage';
 import { UnrecoverableError, type IngestInstancePayload } from '@portico/jobs';
@@ -35,25 +36,6 @@ const UID_RE = /^[0-9]+(\.[0-9]+)*$/;
 
 export function instanceKey(studyUid: string, seriesUid: string, sopUid: string): string {
   return `studies/${studyUid}/series/${seriesUid}/instances/${sopUid}.dcm`;
-}
-
-/** Deterministic UID for a missing Study/Series Instance UID: 2.25.<128-bit hash of the SOP Instance UID>. */
-export function derivedUid(sopInstanceUid: string, level: 'study' | 'series'): string {
-  const digest = createHash('sha256').update(`${level}/${sopInstanceUid}`).digest();
-  return `2.25.${BigInt(`0x${digest.subarray(0, 16).toString('hex')}`).toString()}`;
-}
-
-/** Study and Series Instance UIDs an instance is indexed under (derived when absent). */
-export function hierarchyUids(
-  sopInstanceUid: string,
-  studyInstanceUid: string,
-  seriesInstanceUid: string,
-): { study: string; series: string; derived: boolean } {
-  return {
-    study: studyInstanceUid || derivedUid(sopInstanceUid, 'study'),
-    series: seriesInstanceUid || derivedUid(sopInstanceUid, 'series'),
-    derived: !studyInstanceUid || !seriesInstanceUid,
-  };
 }
 
 export type IngestOutcome = 'inserted' | 'replaced' | 'stale' | 'gone';
