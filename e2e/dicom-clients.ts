@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readFileMetaInformation } from '@portico/dicom';
 
 export interface DcmsendEntry {
   readonly file: string;
@@ -40,7 +41,7 @@ export async function dcmsend(
   opts: { aec?: string; extra?: string[] } = {},
 ): Promise<{ entries: DcmsendEntry[]; output: string; code: number | null }> {
   const report = path.join(mkdtempSync(path.join(tmpdir(), 'dcmsend-')), 'report.txt');
-  const args = ['-nh', '+sd', '+r', '127.0.0.1', String(port), ...folders, '-aec', opts.aec ?? 'PORTICO', '+crf', report, ...(opts.extra ?? [])];
+  const args = ['-nh', '+sd', '+r', ...(opts.extra ?? []), '127.0.0.1', String(port), ...folders, '-aec', opts.aec ?? 'PORTICO', '+crf', report];
   const { code, output } = await runTool('dcmsend', args, cwd);
   return { entries: parseDcmsendReport(readFileSync(report, 'utf8')), output, code };
 }
@@ -62,22 +63,23 @@ export function runTool(cmd: string, args: string[], cwd?: string, timeoutMs = 3
 
 /**
  * Sends the folders to a dcmtk `storescp +B` (bit-preserving, all transfer syntaxes accepted) and returns
- * the data set bytes it received, by SOP Instance UID: what dcmsend actually put on the wire (it converts
- * some files, e.g. Big Endian, while sending).
+ * the data set bytes it received, by SOP Instance UID: what dcmsend actually put on the wire (it re-encodes
+ * while sending, and converts Big Endian). `-dn` (never decompress) makes dcmsend propose only the file's
+ * own syntax for compressed files, so storescp and Portico negotiate the same transfer syntax.
  */
 export async function referenceBytes(cwd: string, folders: string[], port: number): Promise<Map<string, Buffer>> {
   const out = mkdtempSync(path.join(tmpdir(), 'storescp-ref-'));
   const scp = spawn('storescp', ['+xa', '+B', '-od', out, '-aet', 'REF', String(port)], { env: { ...process.env, TCP_NODELAY: '1' } });
   try {
     await new Promise((r) => setTimeout(r, 500));
-    await dcmsend(cwd, port, folders, { aec: 'REF' });
+    await dcmsend(cwd, port, folders, { aec: 'REF', extra: ['-dn'] });
   } finally {
     scp.kill();
   }
   const map = new Map<string, Buffer>();
   for (const f of readdirSync(out)) {
     const buf = readFileSync(path.join(out, f));
-    map.set(f.replace(/^[A-Z]{2}\./, ''), buf.subarray(datasetOffset(buf)));
+    map.set(readFileMetaInformation(buf).sopInstanceUid, buf.subarray(datasetOffset(buf)));
   }
   return map;
 }

@@ -13,6 +13,8 @@ export interface PorticoProcess {
   readonly child: ChildProcess;
   readonly role: string;
   logs(): string;
+  /** Resolves with the exit code when the process ends by itself. */
+  exited(): Promise<number | null>;
   /** SIGTERM (or the signal given), then wait for exit; SIGKILL after timeoutMs. */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
 }
@@ -30,6 +32,7 @@ export function startPortico(role: string, env: Record<string, string>): Portico
     child,
     role,
     logs: () => out,
+    exited: () => exited,
     async stop(signal = 'SIGTERM', timeoutMs = 30_000) {
       if (child.exitCode !== null) return child.exitCode;
       child.kill(signal);

