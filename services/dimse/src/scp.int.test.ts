@@ -3,10 +3,13 @@
  * object store and real queues (BullMQ on PostgreSQL; Redis for the queue-outage case).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { loadConfig } from '@portico/config';
 import { createLogger } from '@portico/logging';
 import { openObjectStore, type ObjectStore } from '@portico/storage';
@@ -135,9 +138,6 @@ describe('DIMSE SCP with dcmtk peers', () => {
       columns: 2048,
       numberOfFrames: 36,
     };
-    const { createWriteStream } = await import('node:fs');
-    const { pipeline } = await import('node:stream/promises');
-    const { Readable } = await import('node:stream');
     await pipeline(Readable.from(syntheticStream(opts)), createWriteStream(big));
     const rssBefore = process.memoryUsage().rss;
     let peak = rssBefore;
@@ -171,12 +171,11 @@ describe('DIMSE SCP with dcmtk peers', () => {
 
   it('rejects associations over the limit with reason local-limit-exceeded', async () => {
     // hold 4 associations open with slow echoes is awkward with dcmtk; open raw sockets instead
-    const net = await import('node:net');
     const held = await Promise.all(
       Array.from(
         { length: 4 },
         () =>
-          new Promise<import('node:net').Socket>((resolve) => {
+          new Promise<net.Socket>((resolve) => {
             const s = net.connect(server.port, '127.0.0.1', () => resolve(s));
           }),
       ),

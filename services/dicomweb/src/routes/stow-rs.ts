@@ -176,9 +176,13 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
   return { ok: true, sopClassUid: p.sopClassUid, sopInstanceUid: p.sopInstanceUid, studyInstanceUid: uids.study, seriesInstanceUid: uids.series };
 }
 
+const MEDIA_STORAGE_DIRECTORY = '1.2.840.10008.1.3.10';
+
 /** What the ingest worker needs to index the instance, checked before we promise anything. */
 function checkParsed(p: ParsedInstance, index: number, studyFromUrl: string | undefined): PorticoError | undefined {
   if (!p.hasFileMeta) return new PorticoError('CANNOT_UNDERSTAND', `part ${index} has no File Meta Information (PS3.10 §7.1)`);
+  // PS3.18 §10.5 stores composite instances; a DICOMDIR (Media Storage Directory) only indexes media.
+  if (p.sopClassUid === MEDIA_STORAGE_DIRECTORY) return new PorticoError('SOP_CLASS_NOT_SUPPORTED', `part ${index} is a DICOMDIR, not an instance`);
   // A missing Study or Series Instance UID is not refused: the worker indexes the instance under UIDs
   // derived from its SOP Instance UID (see hierarchyUids), as the DIMSE path does.
   const uids = hierarchyUids(p.sopInstanceUid, p.studyInstanceUid, p.seriesInstanceUid);
