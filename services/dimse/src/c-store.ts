@@ -21,12 +21,12 @@
  * A data set without Study or Series Instance UID is accepted (the worker derives them; see
  * ingest-instance.ts): a gateway must not lose what a modality produced.
  */
-import { PassThrough, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { parseInstance, writeFileMetaInformation, DicomParseError, type ParsedInstance } from '@portico/dicom';
 import { PorticoError, toPorticoError } from '@portico/errors';
-import type { ObjectStore } from '@portico/storage';
+import { ChunkChannel, type ObjectStore } from '@portico/storage';
 import type { JobQueues } from '@portico/jobs';
 import type { Logger } from '@portico/logging';
 
@@ -52,8 +52,9 @@ const CONSUMER_HIGH_WATER = 1 << 20;
 export class StoreSink extends Writable {
   readonly stagingKey: string;
   readonly outcome: Promise<StoreOutcome>;
-  private readonly storeBody = new PassThrough({ highWaterMark: CONSUMER_HIGH_WATER });
-  private readonly parseBody = new PassThrough({ highWaterMark: CONSUMER_HIGH_WATER });
+  // Both consumers get the same Buffers (no copies); see ChunkChannel.
+  private readonly storeBody = new ChunkChannel(CONSUMER_HIGH_WATER);
+  private readonly parseBody = new ChunkChannel(CONSUMER_HIGH_WATER);
   private readonly ctx: StoreContext;
   private storeFailed = false;
   private parseFailed = false;
@@ -69,7 +70,6 @@ export class StoreSink extends Writable {
     this.stagingKey = `staging/${randomUUID()}.dcm`;
     const put = ctx.store.put(this.stagingKey, this.storeBody).catch((err: unknown) => {
       this.storeFailed = true;
-      this.storeBody.resume();
       throw err;
     });
     const parse = parseInstance(this.parseBody).catch((err: unknown) => {
@@ -92,8 +92,8 @@ export class StoreSink extends Writable {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     const waits: Array<Promise<void>> = [];
-    if (!this.storeFailed && !this.storeBody.write(chunk)) waits.push(drained(this.storeBody));
-    if (!this.parseFailed && !this.parseBody.destroyed && !this.parseBody.write(chunk)) waits.push(drained(this.parseBody));
+    if (!this.storeFailed && !this.storeBody.write(chunk)) waits.push(this.storeBody.drained());
+    if (!this.parseFailed && !this.parseBody.write(chunk)) waits.push(this.parseBody.drained());
     if (waits.length === 0) return cb();
     this.pauseSocket();
     void Promise.all(waits).then(() => {
@@ -105,7 +105,7 @@ export class StoreSink extends Writable {
   override _final(cb: (err?: Error | null) => void): void {
     this.dataEndedAt = performance.now();
     this.storeBody.end();
-    if (!this.parseBody.destroyed) this.parseBody.end();
+    this.parseBody.end();
     cb();
   }
 
@@ -185,16 +185,4 @@ export class StoreSink extends Writable {
       return { status: e.projection.dimseStatus, errorComment: e.message.slice(0, 64) };
     }
   }
-}
-
-function drained(stream: PassThrough): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.once('drain', done);
-    stream.once('close', done);
-  });
 }

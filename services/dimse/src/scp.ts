@@ -16,6 +16,7 @@ import type { ObjectStore } from '@portico/storage';
 import type { JobQueues } from '@portico/jobs';
 import { decideContext } from './presentation.ts';
 import { StoreSink } from './c-store.ts';
+import { PduReader } from './pdu-reader.ts';
 import { PORTICO_IMPLEMENTATION_CLASS_UID, PORTICO_IMPLEMENTATION_VERSION_NAME } from '@portico/dicom';
 
 const { Scp, Dataset, log: dimseLog } = dimse;
@@ -27,6 +28,14 @@ type DimsePresentationContext = InstanceType<typeof dimse.association.Presentati
 type CStoreRequest = InstanceType<typeof dimse.requests.CStoreRequest>;
 type CEchoRequest = InstanceType<typeof dimse.requests.CEchoRequest>;
 type DimseDataset = InstanceType<typeof dimse.Dataset>;
+
+/** The parts of dcmjs-dimse 0.3's Network that the PDU reader hook drives (see the constructor). */
+interface DimseNetworkInternals {
+  lastPduTime: number | undefined;
+  statistics: { addBytesReceived(n: number): void };
+  _processPdu(pdu: Buffer): Promise<void>;
+  _reset(): void;
+}
 
 export interface DimseDeps {
   readonly config: PorticoConfig;
@@ -64,6 +73,24 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     constructor(socket: net.Socket, opts: ConstructorParameters<typeof Scp>[1]) {
       super(socket, opts);
       this.sock = socket;
+      // Replace dcmjs-dimse's PDU accumulator (see pdu-reader.ts) with one that copies each PDU at most
+      // once. What its 'data' handler did is repeated here: count bytes, stamp the PDU time, process.
+      const internals = this as unknown as DimseNetworkInternals;
+      socket.removeAllListeners('data');
+      const reader = new PduReader(
+        (pdu) => {
+          internals.lastPduTime = Date.now();
+          void internals._processPdu(pdu);
+        },
+        (err) => {
+          internals._reset();
+          (this as unknown as { emit(event: string, err: Error): void }).emit('networkError', err);
+        },
+      );
+      socket.on('data', (chunk: Buffer) => {
+        internals.statistics.addBytesReceived(chunk.length);
+        reader.push(chunk);
+      });
     }
 
     override associationRequested(association: DimseAssociation): void {

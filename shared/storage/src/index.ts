@@ -97,3 +97,4 @@ export async function openObjectStore(cfg: ObjectStoreConfig): Promise<ObjectSto
       return new S3ObjectStore(cfg).open();
   }
 }
+export { ChunkChannel } from './channel.ts';

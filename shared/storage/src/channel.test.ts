@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { ChunkChannel } from './channel.ts';
+
+async function drain(ch: AsyncIterable<Buffer>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const c of ch) out.push(c);
+  return out;
+}
+
+describe('ChunkChannel', () => {
+  it('hands chunks over in order and without copying', async () => {
+    const ch = new ChunkChannel(1024);
+    const chunks = [Buffer.from('a'), Buffer.from('bc'), Buffer.from('def')];
+    const got = drain(ch);
+    for (const c of chunks) ch.write(c);
+    ch.end();
+    const out = await got;
+    expect(out).toHaveLength(3);
+    out.forEach((c, i) => expect(c).toBe(chunks[i]));
+  });
+
+  it('signals back-pressure above the high-water mark and releases it when the consumer catches up', async () => {
+    const ch = new ChunkChannel(10);
+    expect(ch.write(Buffer.alloc(6))).toBe(true);
+    expect(ch.write(Buffer.alloc(6))).toBe(false);
+    let drained = false;
+    const wait = ch.drained().then(() => (drained = true));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(drained).toBe(false);
+    const it = ch[Symbol.asyncIterator]();
+    await it.next();
+    await wait;
+    expect(drained).toBe(true);
+  });
+
+  it('fails the consumer on destroy and ignores later writes', async () => {
+    const ch = new ChunkChannel();
+    const got = drain(ch);
+    ch.write(Buffer.from('x'));
+    ch.destroy(new Error('aborted'));
+    expect(ch.write(Buffer.from('y'))).toBe(true);
+    await expect(got).rejects.toThrow('aborted');
+  });
+
+  it('closes when the consumer stops early, so the producer never waits forever', async () => {
+    const ch = new ChunkChannel(4);
+    const consumer = (async () => {
+      for await (const _ of ch) break;
+    })();
+    ch.write(Buffer.alloc(8));
+    await consumer;
+    expect(ch.closed).toBe(true);
+    await ch.drained();
+  });
+});

@@ -1,0 +1,98 @@
+/**
+ * A single-consumer async queue of Buffers with a high-water mark: the zero-copy way to feed one
+ * incoming byte stream to several consumers at once (object store and header parser).
+ *
+ * A Node PassThrough read through its async iterator joins every buffered chunk into a new Buffer on
+ * each read, so a tee of two PassThroughs copied each received byte twice more and kept the garbage
+ * collector busy. Here the producer's Buffers are handed to the consumer as they are; consumers must
+ * treat them as read-only, since the same Buffer goes to every channel of a tee.
+ */
+export class ChunkChannel implements AsyncIterable<Buffer> {
+  private queue: Buffer[] = [];
+  private head = 0;
+  private queued = 0;
+  private ended = false;
+  private failure: Error | undefined;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private drainWaiters: Array<() => void> = [];
+  private readonly highWaterMark: number;
+
+  constructor(highWaterMark = 1 << 20) {
+    this.highWaterMark = highWaterMark;
+  }
+
+  /** True once the consumer has stopped (finished, failed or broke out) or the channel was destroyed. */
+  get closed(): boolean {
+    return this.stopped || this.failure !== undefined;
+  }
+
+  /** Queues a chunk; false when the consumer is more than highWaterMark bytes behind (await drained()). */
+  write(chunk: Buffer): boolean {
+    if (this.closed || this.ended) return true;
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+    this.notify();
+    return this.queued < this.highWaterMark;
+  }
+
+  /** Resolves when the backlog is below the high-water mark, or the channel closed. */
+  drained(): Promise<void> {
+    if (this.queued < this.highWaterMark || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** No more chunks: the consumer's loop ends after the queued ones. */
+  end(): void {
+    this.ended = true;
+    this.notify();
+  }
+
+  /** Fails the consumer (its loop throws err) and drops what is queued. */
+  destroy(err: Error): void {
+    if (this.closed) return;
+    this.failure = err;
+    this.queue = [];
+    this.queued = 0;
+    this.notify();
+    this.releaseDrain();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
+    try {
+      for (;;) {
+        if (this.failure) throw this.failure;
+        if (this.head < this.queue.length) {
+          const chunk = this.queue[this.head++]!;
+          if (this.head === this.queue.length) {
+            this.queue = [];
+            this.head = 0;
+          }
+          this.queued -= chunk.length;
+          if (this.queued < this.highWaterMark) this.releaseDrain();
+          yield chunk;
+          continue;
+        }
+        if (this.ended) return;
+        await new Promise<void>((resolve) => (this.wake = resolve));
+      }
+    } finally {
+      this.stopped = true;
+      this.queue = [];
+      this.queued = 0;
+      this.releaseDrain();
+    }
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private releaseDrain(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+}
