@@ -16,6 +16,8 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
+          // memory tests force collections so they measure live memory, not garbage awaiting a GC
+          execArgv: ['--expose-gc'],
           include: ['{shared,services}/*/src/**/*.int.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,

@@ -46,7 +46,7 @@ export interface StoreContext {
 }
 
 // Bytes each consumer may buffer before the socket is paused.
-const CONSUMER_HIGH_WATER = 1 << 20;
+const CONSUMER_HIGH_WATER = 256 * 1024;
 
 /** The Writable given to dcmjs-dimse for one C-STORE data set. */
 export class StoreSink extends Writable {

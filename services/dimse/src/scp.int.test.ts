@@ -139,17 +139,26 @@ describe('DIMSE SCP with dcmtk peers', () => {
       numberOfFrames: 36,
     };
     await pipeline(Readable.from(syntheticStream(opts)), createWriteStream(big));
-    const rssBefore = process.memoryUsage().rss;
+    // Live memory (collections forced when --expose-gc is on, as in the integration project): RSS alone
+    // mostly measures garbage that V8 has not collected yet.
+    const gc = (globalThis as { gc?: () => void }).gc;
+    const live = (): number => {
+      gc?.();
+      const m = process.memoryUsage();
+      return m.heapUsed + m.arrayBuffers;
+    };
+    const rssBefore = live();
     let peak = rssBefore;
-    const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+    const timer = setInterval(() => (peak = Math.max(peak, live())), 200);
     const stagedBefore = new Set(stagedFiles(root));
     const r = await run('storescu', ['-aec', 'PORTICO', '127.0.0.1', String(server.port), big], { timeoutMs: 120_000 });
     clearInterval(timer);
     expect(r.code, r.stderr).toBe(0);
     const added = stagedFiles(root).filter((f) => !stagedBefore.has(f));
     expect(added).toHaveLength(1);
-    console.log(`300 MB C-STORE: RSS grew ${Math.round((peak - rssBefore) / 1e6)} MB`);
-    expect(peak - rssBefore).toBeLessThan(150e6);
+    console.log(`300 MB C-STORE: live memory (heap + buffers) grew ${Math.round((peak - rssBefore) / 1e6)} MB`);
+    // bounded by the socket, PDU and channel buffers (measured: 50-95 MB live for 100 MB to 900 MB instances)
+    expect(peak - rssBefore).toBeLessThan(120e6);
     const stored = readFileSync(path.join(root, 'staging', added[0]!));
     const original = readFileSync(big);
     expect(stored.length - (132 + 12 + stored.readUInt32LE(140))).toBe(original.length - (132 + 12 + original.readUInt32LE(140)));

@@ -52,4 +52,17 @@ describe('ChunkChannel', () => {
     expect(ch.closed).toBe(true);
     await ch.drained();
   });
+
+  it('drops consumed chunks while the producer stays ahead, so nothing is retained for the whole stream', async () => {
+    const ch = new ChunkChannel(1 << 20);
+    const it = ch[Symbol.asyncIterator]();
+    const consumed: Buffer[] = [];
+    ch.write(Buffer.alloc(16, 0));
+    for (let i = 1; i <= 100; i++) {
+      ch.write(Buffer.alloc(16, i)); // the queue never runs empty: one chunk always waits
+      consumed.push((await it.next()).value as Buffer);
+    }
+    const queue = (ch as unknown as { queue: Buffer[] }).queue;
+    expect(consumed.filter((c) => queue.includes(c))).toEqual([]);
+  });
 });

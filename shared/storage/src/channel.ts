@@ -7,6 +7,8 @@
  * collector busy. Here the producer's Buffers are handed to the consumer as they are; consumers must
  * treat them as read-only, since the same Buffer goes to every channel of a tee.
  */
+const EMPTY = Buffer.alloc(0);
+
 export class ChunkChannel implements AsyncIterable<Buffer> {
   private queue: Buffer[] = [];
   private head = 0;
@@ -63,9 +65,15 @@ export class ChunkChannel implements AsyncIterable<Buffer> {
       for (;;) {
         if (this.failure) throw this.failure;
         if (this.head < this.queue.length) {
-          const chunk = this.queue[this.head++]!;
+          const chunk = this.queue[this.head]!;
+          // Drop the reference now: a producer that stays just ahead never lets the queue run empty, and
+          // consumed chunks left in the array would be retained for the whole transfer.
+          this.queue[this.head++] = EMPTY;
           if (this.head === this.queue.length) {
             this.queue = [];
+            this.head = 0;
+          } else if (this.head >= 1024) {
+            this.queue = this.queue.slice(this.head);
             this.head = 0;
           }
           this.queued -= chunk.length;
