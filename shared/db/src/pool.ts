@@ -8,8 +8,11 @@ export interface Queryable {
 export interface Db extends Queryable {
   readonly pool: pg.Pool;
   readonly url: string;
-  /** Runs fn inside BEGIN/COMMIT on one client; ROLLBACK on error. */
-  transaction<T>(fn: (client: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Runs fn inside BEGIN/COMMIT on one client; ROLLBACK on error. `asyncCommit` does not wait for the WAL
+   * flush at COMMIT (synchronous_commit off for this transaction only): for work that is safe to redo.
+   */
+  transaction<T>(fn: (client: Queryable) => Promise<T>, opts?: { asyncCommit?: boolean }): Promise<T>;
   /** Throws when the database does not answer (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -29,10 +32,11 @@ export function openDb(url: string, opts: { poolSize?: number; onError?: (err: E
     pool,
     url,
     query: (text, values) => pool.query(text, values),
-    async transaction(fn) {
+    async transaction(fn, opts) {
       const client = await pool.connect();
       try {
-        await client.query('BEGIN');
+        // one round trip: a simple-protocol query may hold several statements
+        await client.query(opts?.asyncCommit ? 'BEGIN; SET LOCAL synchronous_commit = off' : 'BEGIN');
         const result = await fn(client);
         await client.query('COMMIT');
         return result;

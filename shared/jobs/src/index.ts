@@ -9,7 +9,6 @@
  * the DIMSE and STOW-RS edges must answer "out of resources" rather than hang or acknowledge.
  */
 import { Queue, Worker, UnrecoverableError, withBackend, createPostgresBackend, type Job, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
 import type { Logger } from '@portico/logging';
 
 export { UnrecoverableError } from 'bullmq';
@@ -109,6 +108,8 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
 
   if (cfg.kind === 'redis') {
     // Producer connection: no offline queue, few retries — an enqueue while Redis is down must fail now.
+    // Loaded on demand: standalone queues on PostgreSQL and needs no Redis client.
+    const { Redis } = await import('ioredis');
     const producer = new Redis(cfg.url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
     producer.on('error', (err: Error) => log.warn({ err: err.message }, 'redis producer connection error'));
     await producer.connect().catch((err: unknown) => {

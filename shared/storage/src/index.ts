@@ -10,12 +10,10 @@
  */
 import type { ObjectBody } from './body.ts';
 import { FsObjectStore } from './fs-store.ts';
-import { S3ObjectStore } from './s3-store.ts';
 
 export type { ObjectBody } from './body.ts';
 export { InvalidKeyError, InvalidRangeError, ObjectNotFoundError, isNotFound } from './errors.ts';
 export { assertValidKey } from './keys.ts';
-export { DEFAULT_PART_SIZE } from './s3-store.ts';
 
 /** An object store. Every method rejects with {@link InvalidKeyError} for a bad key. */
 export interface ObjectStore {
@@ -79,7 +77,7 @@ export interface S3ObjectStoreConfig {
   pathStyle?: boolean;
   /** Prepended to every key (e.g. a tenant partition); the keys callers see stay unprefixed. */
   prefix?: string;
-  /** Multipart part size in bytes, 5 MiB..5 GiB, default {@link DEFAULT_PART_SIZE}; also the most one upload holds in memory. */
+  /** Multipart part size in bytes, 5 MiB..5 GiB, default 16 MiB; also the most one upload holds in memory. */
   partSize?: number;
 }
 
@@ -94,6 +92,8 @@ export async function openObjectStore(cfg: ObjectStoreConfig): Promise<ObjectSto
     case 'fs':
       return new FsObjectStore(cfg.root).open();
     case 's3':
+      // Loaded on demand: the minio client adds ~25 MB to a process that stores in a folder.
+      const { S3ObjectStore } = await import('./s3-store.ts');
       return new S3ObjectStore(cfg).open();
   }
 }
