@@ -88,6 +88,21 @@ describe('DIMSE SCP with dcmtk peers', () => {
     expect(((await queues.counts())['waiting'] ?? 0) - before).toBe(1);
   });
 
+  it('answers Success to every corpus file dcmsend sends with the options a user types', async () => {
+    const report = path.join(work, 'dcmsend-report.txt');
+    const folders = ['ts', 'objects', 'series', 'charset', 'odd', 'broken'];
+    const r = await run('dcmsend', ['-nh', '+sd', '+r', '127.0.0.1', String(server.port), ...folders, '-aec', 'PORTICO', '+crf', report], {
+      cwd: corpusDir(),
+      timeoutMs: 300_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const text = readFileSync(report, 'utf8');
+    const statuses = [...text.matchAll(/^DIMSE Status\s*:\s*(.*)$/gm)].map((m) => m[1]!.trim());
+    const sent = statuses.filter((st) => st !== '<not sent>');
+    expect(sent.length).toBeGreaterThanOrEqual(80);
+    expect(sent.filter((st) => !st.startsWith('0x0000'))).toEqual([]);
+  });
+
   it('accepts a data set without Study Instance UID (the worker derives one) and stages it', async () => {
     const stagedBefore = stagedFiles(root).length;
     const file = await writeSynthetic(work, 'nostudy.dcm', {

