@@ -61,6 +61,7 @@ export class StoreSink extends Writable {
   private paused = false;
   /** When the last PDV arrived (for the durable-store latency in debug logs). */
   private dataEndedAt = 0;
+  private readonly createdAt = performance.now();
 
   constructor(ctx: StoreContext, command: { sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string }) {
     // The high-water mark only keeps dcmjs-dimse from awaiting 'drain' (see file header); real buffering
@@ -170,7 +171,12 @@ export class StoreSink extends Writable {
         throw new PorticoError('OUT_OF_RESOURCES', `queue: ${(err as Error).message}`);
       }
       log.debug(
-        { bytes: putResult.value.size, storedMs: Math.round(storedAt - this.dataEndedAt), enqueuedMs: Math.round(performance.now() - storedAt) },
+        {
+          bytes: putResult.value.size,
+          receivedMs: Math.round(this.dataEndedAt - this.createdAt),
+          storedMs: Math.round(storedAt - this.dataEndedAt),
+          enqueuedMs: Math.round(performance.now() - storedAt),
+        },
         'C-STORE staged',
       );
       return { status: 0x0000, stagingKey: this.stagingKey };
