@@ -3,7 +3,6 @@
  * `portico` — one program, one image; the role is a sub-command.
  */
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import { stringify } from 'yaml';
 import { loadConfig, maskedConfig, requireClusterBackends, ConfigError, settingsMarkdown, type PorticoConfig } from '@portico/config';
 import { createLogger, runShutdown, type Logger } from '@portico/logging';
@@ -112,12 +111,9 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
   try {
     // Start consumers first and edges last, so nothing is accepted before it can be processed;
     // shutdown runs the other way round (edges stop accepting first).
-    if (role === 'worker') {
+    if (role === 'standalone' || role === 'worker') {
       const workers = await startWorker({ ...backends, log, concurrency: config.queue.workerConcurrency });
       steps.unshift(['worker', () => workers.close()]);
-    } else if (role === 'standalone') {
-      const thread = await startWorkerThread(config, backends.db.url, log);
-      steps.unshift(['worker', () => thread.close()]);
     }
     if (role === 'standalone' || role === 'dicomweb') {
       const web = await startDicomweb({ config, log, db: backends.db, store: backends.store, queues: backends.queues });
@@ -147,38 +143,6 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
-}
-
-/** Starts worker-thread.ts; resolves when it is consuming jobs. A thread that dies stops the process. */
-async function startWorkerThread(config: PorticoConfig, databaseUrl: string, log: Logger): Promise<{ close(): Promise<void> }> {
-  const thread = new Worker(new URL('./worker-thread.ts', import.meta.url), { workerData: { config, databaseUrl } });
-  let closing = false;
-  await new Promise<void>((resolve, reject) => {
-    thread.once('error', reject);
-    thread.once('exit', (code) => reject(new Error(`worker thread exited with ${code} while starting`)));
-    thread.on('message', (m: { type: string }) => {
-      if (m.type === 'ready') resolve();
-    });
-  });
-  thread.removeAllListeners('exit');
-  thread.removeAllListeners('error');
-  thread.on('error', (err) => log.fatal({ err: err.message }, 'worker thread failed'));
-  thread.on('exit', (code) => {
-    if (closing) return;
-    log.fatal({ code }, 'worker thread exited: stopping, nothing would be indexed');
-    process.kill(process.pid, 'SIGTERM');
-  });
-  return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        closing = true;
-        thread.on('message', (m: { type: string }) => {
-          if (m.type === 'closed') resolve();
-        });
-        thread.once('exit', () => resolve());
-        thread.postMessage({ type: 'close' });
-      }),
-  };
 }
 
 main(process.argv.slice(2)).then(
