@@ -22,6 +22,22 @@ export class SourceFailure extends Error {
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * A byte source that can jump ahead: `seek(position)` makes the iteration continue at that absolute
+ * offset (false when it lies beyond the end). A ranged object-store read implements it, so parsing an
+ * instance at rest reads its header and not its pixel data.
+ */
+export interface SeekableByteSource extends AsyncIterable<Buffer> {
+  seek(position: number): Promise<boolean>;
+}
+
+/** Skips at least this long are done by seeking when the source can (smaller ones are cheaper to read). */
+const SEEK_THRESHOLD = 256 * 1024;
+
+function isSeekable(source: unknown): source is SeekableByteSource {
+  return source !== null && typeof source === 'object' && typeof (source as { seek?: unknown }).seek === 'function';
+}
+
 function toBuffer(chunk: unknown): Buffer {
   if (Buffer.isBuffer(chunk)) return chunk;
   if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -55,10 +71,12 @@ export class ByteReader {
   #available = 0;
   #position: number;
   #eof = false;
+  readonly #seekable: SeekableByteSource | undefined;
 
   constructor(source: AsyncIterable<unknown> | Iterable<unknown>, startPosition = 0) {
     this.#iterator = toAsyncIterator(source);
     this.#position = startPosition;
+    this.#seekable = isSeekable(source) ? source : undefined;
   }
 
   /** absolute offset of the next unread byte */
@@ -158,6 +176,20 @@ export class ByteReader {
 
   /** Discards `n` bytes, pulling and dropping chunks as needed; false when the stream ends first. */
   async skip(n: number): Promise<boolean> {
+    if (this.#seekable && !this.#eof && n - this.#available >= SEEK_THRESHOLD) {
+      // Drop what is buffered and continue reading at the target: the skipped bytes are never read.
+      const target = this.#position + n;
+      this.#queue = [];
+      this.#qi = 0;
+      this.#head = 0;
+      this.#available = 0;
+      this.#position = target;
+      try {
+        return await this.#seekable.seek(target);
+      } catch (err) {
+        throw err instanceof DicomParseError || err instanceof SourceFailure ? err : new SourceFailure(err);
+      }
+    }
     while (n > 0) {
       if (this.#available === 0 && !(await this.#pull())) return false;
       const take = Math.min(n, this.#available);

@@ -36,3 +36,4 @@ export type { CharsetDecoder } from './charset.ts';
 export { datasetEncoding, frameStartMarker, TRANSFER_SYNTAX } from './transfer-syntax.ts';
 export type { DatasetEncoding } from './transfer-syntax.ts';
 export { derivedUid, hierarchyUids, isValidUid } from './uids.ts';
+export type { SeekableByteSource } from './byte-reader.ts';

@@ -98,3 +98,4 @@ export async function openObjectStore(cfg: ObjectStoreConfig): Promise<ObjectSto
   }
 }
 export { ChunkChannel } from './channel.ts';
+export { seekableObject, type SeekableObject } from './seekable.ts';

@@ -21,7 +21,7 @@ import { parseInstance, indexAttributes, hierarchyUids, DicomParseError, type Pa
 
 export { derivedUid, hierarchyUids } from '@portico/dicom';
 import { upsertInstance, recordEvent, pickTags, STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, type Db } from '@portico/db';
-import type { ObjectStore } from '@portico/storage';
+import { seekableObject, type ObjectStore } from '@portico/storage';
 import { UnrecoverableError, type IngestInstancePayload } from '@portico/jobs';
 import type { Logger } from '@portico/logging';
 
@@ -60,7 +60,9 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
 
   let parsed: ParsedInstance;
   try {
-    parsed = await parseInstance((await store.get(sourceKey)) as AsyncIterable<Buffer>);
+    // Ranged reads: the parser seeks over pixel data, so only the header (and what follows the pixel
+    // data) is fetched — "parse the header only", even from S3.
+    parsed = await parseInstance(seekableObject(store, sourceKey, stat.size));
   } catch (err) {
     if (err instanceof DicomParseError) {
       await recordEvent(db, 'ingest-failed', { sopInstanceUid: payload.sopInstanceUid }, { stagingKey: payload.stagingKey, reason: err.message });
