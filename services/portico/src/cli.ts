@@ -112,7 +112,12 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
     // Start consumers first and edges last, so nothing is accepted before it can be processed;
     // shutdown runs the other way round (edges stop accepting first).
     if (role === 'standalone' || role === 'worker') {
-      const workers = await startWorker({ ...backends, log, concurrency: config.queue.workerConcurrency });
+      const workers = await startWorker({
+        ...backends,
+        log,
+        concurrency: config.queue.workerConcurrency,
+        reconcile: { intervalMs: config.queue.reconcileIntervalMs, olderThanMs: config.queue.reconcileAfterMs },
+      });
       steps.unshift(['worker', () => workers.close()]);
     }
     if (role === 'standalone' || role === 'dicomweb') {

@@ -6,6 +6,7 @@ import type { ObjectStore } from '@portico/storage';
 import type { JobQueues, JobWorkers } from '@portico/jobs';
 import type { Logger } from '@portico/logging';
 import { ingestInstance } from './jobs/ingest-instance.ts';
+import { startReconciler } from './reconcile.ts';
 
 export interface WorkerDeps {
   readonly db: Db;
@@ -13,14 +14,25 @@ export interface WorkerDeps {
   readonly queues: JobQueues;
   readonly log: Logger;
   readonly concurrency: number;
+  /** Reconciler schedule (see reconcile.ts); omitted: no reconciler. */
+  readonly reconcile?: { readonly intervalMs: number; readonly olderThanMs: number };
 }
 
-/** Starts the ingest consumers; close() stops taking jobs and waits for running ones. */
+/** Starts the ingest consumers (and the reconciler); close() stops taking jobs and waits for running ones. */
 export async function startWorker(deps: WorkerDeps): Promise<JobWorkers> {
-  return deps.queues.startIngestWorker(
+  const workers = await deps.queues.startIngestWorker(
     async (payload, ctx) => {
       await ingestInstance({ db: deps.db, store: deps.store, log: ctx.log }, payload);
     },
     { concurrency: deps.concurrency, log: deps.log.child({ role: 'worker' }) },
   );
+  const reconciler = deps.reconcile
+    ? startReconciler({ store: deps.store, queues: deps.queues, log: deps.log.child({ role: 'reconciler' }) }, deps.reconcile)
+    : undefined;
+  return {
+    async close() {
+      await reconciler?.stop();
+      await workers.close();
+    },
+  };
 }

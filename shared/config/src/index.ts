@@ -34,7 +34,13 @@ export interface PorticoConfig {
     readonly qidoMaxLimit: number;
   };
   readonly database: { readonly url?: string; readonly embeddedPort: number; readonly poolSize: number };
-  readonly queue: { readonly redisUrl?: string; readonly prefix: string; readonly workerConcurrency: number };
+  readonly queue: {
+    readonly redisUrl?: string;
+    readonly prefix: string;
+    readonly workerConcurrency: number;
+    readonly reconcileIntervalMs: number;
+    readonly reconcileAfterMs: number;
+  };
   readonly objects: {
     readonly dir?: string;
     readonly s3Endpoint?: string;

@@ -150,6 +150,20 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Ingest jobs processed at once per worker process.',
   },
 
+  {
+    path: 'queue.reconcileIntervalMs',
+    env: 'PORTICO_RECONCILE_INTERVAL_MS',
+    schema: positiveInt,
+    default: 300000,
+    doc: 'How often the worker looks for staged objects whose ingest job was lost (a queue backend that lost data) and re-enqueues them.',
+  },
+  {
+    path: 'queue.reconcileAfterMs',
+    env: 'PORTICO_RECONCILE_AFTER_MS',
+    schema: positiveInt,
+    default: 600000,
+    doc: 'Age of a staged object before the reconciler considers its job lost (a re-added job that still exists is ignored).',
+  },
   { path: 'objects.dir', env: 'PORTICO_OBJECTS_DIR', schema: optionalString, doc: 'Folder object store. Default dataDir/objects when no S3 endpoint is set.' },
   {
     path: 'objects.s3Endpoint',

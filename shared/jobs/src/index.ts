@@ -21,7 +21,8 @@ export interface IngestInstancePayload {
   /** From the data set ('' when it has none); lets a retry find the object at its final key. */
   readonly studyInstanceUid?: string;
   readonly seriesInstanceUid?: string;
-  readonly source: 'dimse' | 'stow-rs';
+  /** 'import' when the reconciler found a staged object whose job was lost (its source is unknown). */
+  readonly source: 'dimse' | 'stow-rs' | 'import';
   readonly callingAeTitle?: string;
   readonly calledAeTitle?: string;
   /** ISO time the acknowledgement was about to be sent; the latest received copy of an instance wins. */
@@ -47,9 +48,10 @@ export const JOBS = {
     // Generous attempts: a database or store outage must not turn into a lost instance. Failed jobs are
     // kept so `portico` tooling (and the reconciler) can see and replay them.
     options: { attempts: 12, backoff: { type: 'exponential', delay: 500 }, removeOnComplete: { count: 1000 }, removeOnFail: { count: 100000 } },
-    // One job per received copy: a re-send while the first copy is queued is a second job; the index
-    // upsert lets the latest received copy win, so both running is harmless.
-    jobId: (p: IngestInstancePayload) => `ingest-instance.${p.sopInstanceUid}.${stagingId(p.stagingKey)}`,
+    // One job per received copy, keyed by its staging object: a re-send while the first copy is queued is
+    // a second job (the index upsert lets the latest received copy win), and the reconciler, which knows
+    // only the staging key, re-adds a lost job under the same id, so it never duplicates a queued one.
+    jobId: (p: IngestInstancePayload) => `ingest-instance.${stagingId(p.stagingKey)}`,
   } satisfies JobDefinition<IngestInstancePayload>,
 } as const;
 

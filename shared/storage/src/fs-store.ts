@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, copyFile, mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
+import { access, copyFile, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { batches, checkDeclaredSize, chunksOf, discardBody, dropBytes } from './body.ts';
@@ -153,6 +153,24 @@ export class FsObjectStore implements ObjectStore {
     }
     await fsyncPath(dirname(dst));
     if (dirname(src) !== dirname(dst)) await fsyncPath(dirname(src));
+  }
+
+  async *list(prefix: string): AsyncIterable<{ key: string; size: number; modified: Date }> {
+    const folder = prefix.replace(/\/+$/, '');
+    const dir = this.pathOf(`${folder}/x`).slice(0, -2);
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw err;
+    }
+    for (const name of names) {
+      // temp files of puts in progress are not objects
+      if (name.startsWith('.')) continue;
+      const info = await stat(join(dir, name)).catch(() => undefined);
+      if (info?.isFile()) yield { key: `${folder}/${name}`, size: info.size, modified: info.mtime };
+    }
   }
 
   async delete(key: string): Promise<void> {

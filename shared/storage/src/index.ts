@@ -49,6 +49,11 @@ export interface ObjectStore {
    * neither exists.
    */
   move(from: string, to: string): Promise<void>;
+  /**
+   * Objects whose key starts with `prefix` (a folder-like prefix ending in '/'), one level deep, with size
+   * and last-modified time; for maintenance scans such as re-enqueueing staged objects whose job was lost.
+   */
+  list(prefix: string): AsyncIterable<{ key: string; size: number; modified: Date }>;
   /** Deletes an object; resolves when it was already missing. */
   delete(key: string): Promise<void>;
   /** Cheap readiness probe for /readyz: throws when the folder is not a writable folder, or the S3 endpoint is unreachable or the bucket missing. */

@@ -139,6 +139,22 @@ describe.each([
     expect(store.kind).toBe(b.name);
   });
 
+  it('lists the objects directly under a prefix, with sizes and times', async () => {
+    await store.put('listing/a.dcm', Buffer.alloc(10));
+    await store.put('listing/b.dcm', Buffer.alloc(20));
+    await store.put('listing/sub/c.dcm', Buffer.alloc(30));
+    const found: Array<{ key: string; size: number; modified: Date }> = [];
+    for await (const o of store.list('listing/')) found.push(o);
+    expect(found.map((o) => [o.key, o.size]).sort()).toEqual([
+      ['listing/a.dcm', 10],
+      ['listing/b.dcm', 20],
+    ]);
+    for (const o of found) expect(Date.now() - o.modified.getTime()).toBeLessThan(60_000);
+    const none: unknown[] = [];
+    for await (const o of store.list('nothing-here/')) none.push(o);
+    expect(none).toEqual([]);
+  });
+
   it('puts a Buffer, then gets, stats and ranges it', async () => {
     const key = 'staging/3f2a9c1e-0d7b-4a57-9a43-5b0c8f1d2e3a.dcm';
     expect(await store.put(key, SAMPLE, { size: SAMPLE.length, contentType: 'application/dicom' })).toEqual({ size: 4000 });

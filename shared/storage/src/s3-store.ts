@@ -198,6 +198,16 @@ export class S3ObjectStore implements ObjectStore {
     await this.delete(from);
   }
 
+  async *list(prefix: string): AsyncIterable<{ key: string; size: number; modified: Date }> {
+    const folder = prefix.replace(/\/+$/, '');
+    // validates the folder like a key; listing needs the trailing '/' a key may not have
+    const stream = this.client.listObjectsV2(this.bucket, `${this.nameOf(folder)}/`, false);
+    for await (const item of stream as AsyncIterable<{ name?: string; size?: number; lastModified?: Date }>) {
+      if (!item.name) continue; // common prefixes (sub-folders)
+      yield { key: item.name.slice(this.prefix.length), size: item.size ?? 0, modified: item.lastModified ?? new Date(0) };
+    }
+  }
+
   async delete(key: string): Promise<void> {
     try {
       await this.client.removeObject(this.bucket, this.nameOf(key));

@@ -3,15 +3,16 @@
  * stale copies, recovery after a crash between the move and the commit, and unparseable objects.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger } from '@portico/logging';
 import { openDb, migrate, findInstance, type Db } from '@portico/db';
 import { openObjectStore, type ObjectStore } from '@portico/storage';
-import { UnrecoverableError, type IngestInstancePayload } from '@portico/jobs';
-import { createTestDatabase, syntheticInstance, testUid } from '@portico/testing';
+import { UnrecoverableError, openJobQueues, type IngestInstancePayload } from '@portico/jobs';
+import { createTestDatabase, syntheticInstance, testUid, uniqueId } from '@portico/testing';
 import { ingestInstance, instanceKey, derivedUid } from './ingest-instance.ts';
+import { reconcileStaging } from '../reconcile.ts';
 
 const log = createLogger({ service: 'worker-test', level: 'silent' });
 
@@ -19,15 +20,19 @@ describe('ingest-instance', () => {
   let db: Db;
   let store: ObjectStore;
   let drop: () => Promise<void>;
+  let dbUrl: string;
+  let root: string;
   const study = testUid('study', 1);
   const series = testUid('series', 1);
 
   beforeAll(async () => {
     const t = await createTestDatabase();
     drop = t.drop;
+    dbUrl = t.url;
     db = openDb(t.url);
     await migrate(db);
-    store = await openObjectStore({ kind: 'fs', root: mkdtempSync(path.join(tmpdir(), 'worker-int-')) });
+    root = mkdtempSync(path.join(tmpdir(), 'worker-int-'));
+    store = await openObjectStore({ kind: 'fs', root });
   });
   afterAll(async () => {
     await db?.close();
@@ -99,8 +104,44 @@ describe('ingest-instance', () => {
     await expect(
       ingestInstance({ db, store, log }, { stagingKey: key, sopInstanceUid: '1.2.3.999', source: 'stow-rs', receivedAt: new Date().toISOString() }),
     ).rejects.toBeInstanceOf(UnrecoverableError);
-    expect(await store.stat(key)).not.toBeNull();
+    // moved out of staging/ (the reconciler scans it) and kept for inspection
+    expect(await store.stat(key)).toBeNull();
+    expect(await store.stat('failed/not-dicom.dcm')).not.toBeNull();
     const ev = await db.query<{ kind: string }>(`SELECT kind FROM event WHERE sop_instance_uid = '1.2.3.999'`);
     expect(ev.rows.map((r) => r.kind)).toEqual(['ingest-failed']);
+  });
+
+  it('re-enqueues a staged object whose job was lost, and the job indexes it', async () => {
+    const queues = await openJobQueues({ kind: 'postgres', url: dbUrl, schema: uniqueId('rq').replace(/[^a-z0-9_]/g, '_') }, log);
+    try {
+      const sop = testUid('sop', 5);
+      const staged = await stage(sop, {}, new Date(Date.now() - 3_600_000));
+      // an object received a moment ago is not touched: its job may simply be queued
+      await store.put(
+        'staging/fresh.dcm',
+        syntheticInstance({ studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: testUid('sop', 6), rows: 8, columns: 8 }),
+      );
+      const old = new Date(Date.now() - 3_600_000);
+      utimesSync(path.join(root, staged.stagingKey), old, old);
+      expect(await reconcileStaging({ store, queues, log }, 600_000)).toBe(1);
+      // a second pass re-adds the same job id: BullMQ ignores it
+      expect(await reconcileStaging({ store, queues, log }, 600_000)).toBe(1);
+      expect((await queues.counts())['waiting']).toBe(1);
+      let done!: () => void;
+      const finished = new Promise<void>((r) => (done = r));
+      const w = await queues.startIngestWorker(
+        async (payload) => {
+          await ingestInstance({ db, store, log }, payload);
+          done();
+        },
+        { concurrency: 1, log },
+      );
+      await finished;
+      await w.close();
+      expect((await findInstance(db, sop))?.objectKey).toBe(instanceKey(study, series, sop));
+      expect(await store.stat('staging/fresh.dcm')).not.toBeNull();
+    } finally {
+      await queues.close();
+    }
   });
 });

@@ -10,8 +10,8 @@
  *    commit did not) parses the final object and indexes it. The receivers put the Study and Series
  *    Instance UIDs in the payload (UIDs only, never patient data) so the final key is known without the
  *    staging object.
- * A data set that cannot be parsed is not retried (UnrecoverableError); its staging object is kept for
- * inspection and the failure is recorded in the event table.
+ * A data set that cannot be parsed is not retried (UnrecoverableError); its object is moved to
+ * `failed/<uuid>.dcm` for inspection and the failure is recorded in the event table.
  *
  * Instances without a Study or Series Instance UID (a Type 1 violation seen in real files) are kept,
  * not refused: they are indexed under a UID derived from their SOP Instance UID (2.25 form, PS3.5 §B.2),
@@ -65,7 +65,15 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
     parsed = await parseInstance(seekableObject(store, sourceKey, stat.size));
   } catch (err) {
     if (err instanceof DicomParseError) {
-      await recordEvent(db, 'ingest-failed', { sopInstanceUid: payload.sopInstanceUid }, { stagingKey: payload.stagingKey, reason: err.message });
+      // Kept for inspection under failed/, out of staging/ so the reconciler does not retry it forever.
+      const failedKey = `failed/${sourceKey.replace(/^.*\//, '')}`;
+      if (sourceKey === payload.stagingKey) await store.move(sourceKey, failedKey);
+      await recordEvent(
+        db,
+        'ingest-failed',
+        { sopInstanceUid: payload.sopInstanceUid || undefined },
+        { stagingKey: payload.stagingKey, failedKey, reason: err.message },
+      );
       throw new UnrecoverableError(`cannot parse ${sourceKey}: ${err.message}`);
     }
     throw err;
