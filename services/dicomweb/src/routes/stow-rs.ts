@@ -16,14 +16,15 @@
  * another media type.
  */
 import { randomUUID } from 'node:crypto';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { ChunkChannel } from '@portico/storage';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DicomParseError, hasPart10Preamble, hierarchyUids, parseInstance, type ParsedInstance } from '@portico/dicom';
 import { PorticoError, toPorticoError } from '@portico/errors';
 import type { RouteDeps } from '../deps.ts';
 import { el, type DicomJson } from '../dicom-json.ts';
 import { parseAccept, parseMediaType, parseStowContentType, requireDicomJson } from '../media-types.ts';
-import { readMultipart, waitWritable, type IncomingPart } from '../multipart.ts';
+import { readMultipart, type IncomingPart } from '../multipart.ts';
 import { sendProblem, traceIdOf } from '../problem.ts';
 import { instanceUrl, serviceBase, studyUrl } from '../urls.ts';
 
@@ -44,27 +45,26 @@ interface PartContext {
   readonly traceparent: string | undefined;
 }
 
-/** Feeds chunks to one consumer; gives up on it (and drops its buffered data) once the consumer settled. */
+/**
+ * Feeds chunks to one consumer through a zero-copy ChunkChannel (a PassThrough read by async iteration
+ * joins its buffered chunks into new Buffers on every read); gives up on the consumer once it settled.
+ */
 class Sink {
-  readonly stream = new PassThrough({ highWaterMark: 1024 * 1024 });
+  readonly stream = new ChunkChannel(1024 * 1024);
   settled = false;
-
-  constructor() {
-    this.stream.on('error', () => undefined);
-  }
 
   watch<T>(p: Promise<T>): Promise<T> {
     const stop = (): void => {
       this.settled = true;
       // A consumer that stopped early (error, or it needed no more) would never drain again.
-      if (!this.stream.writableFinished) this.stream.destroy();
+      this.stream.destroy(new Error('consumer finished'));
     };
     p.then(stop, stop);
     return p;
   }
 
   write(chunk: Buffer): void {
-    if (!this.settled && !this.stream.destroyed) this.stream.write(chunk);
+    if (!this.settled) this.stream.write(chunk);
   }
 }
 
@@ -113,7 +113,7 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
       }
       storeSink.write(chunk);
       parseSink.write(chunk);
-      await Promise.all([waitWritable(storeSink.stream), waitWritable(parseSink.stream)]);
+      await Promise.all([storeSink.stream.drained(), parseSink.stream.drained()]);
     }
     if (!early && head.length < PART10_HEADER_LENGTH) {
       early = new PorticoError('CANNOT_UNDERSTAND', `part ${part.index} is too short to be a DICOM Part-10 file (${head.length} bytes)`);
