@@ -23,6 +23,7 @@
 import { PorticoError } from '@portico/errors';
 import { normalizePersonName } from '@portico/db';
 import { LEVEL_DEPTH, matchingKeyByTag, type Level, type MatchingKey } from './attributes.ts';
+import { isValidUid } from '@portico/dicom';
 
 export interface MatchingKeyValue {
   /** 8 hex digits. */
@@ -78,7 +79,6 @@ export interface InstanceRow {
   study_json: Record<string, unknown>;
 }
 
-const UID_RE = /^[0-9]+(\.[0-9]+)*$/;
 const DATE_RE = /^\d{8}$/;
 const TIME_RE = /^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$/;
 const INTEGER_RE = /^[+-]?\d{1,10}$/;
@@ -192,7 +192,7 @@ function condition(key: MatchingKey, rawValue: string, fuzzy: boolean, p: Bind):
         .map((v) => v.trim())
         .filter((v) => v !== '');
       for (const u of uids) {
-        if (!UID_RE.test(u) || u.length > 64)
+        if (!isValidUid(u))
           throw new PorticoError('BAD_REQUEST', `${key.keyword}: "${u.slice(0, 70)}" is not a UID (UID list matching takes UIDs separated by "," or "\\")`);
       }
       if (uids.length === 0) return null;

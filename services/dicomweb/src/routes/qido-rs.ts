@@ -17,7 +17,7 @@ import { instanceUrl, serviceBase, seriesUrl, studyUrl } from '../urls.ts';
 import { DEFAULT_TAGS, TAG, type Level } from '../qido/attributes.ts';
 import { parseQidoParams, type QidoParams } from '../qido/params.ts';
 import { buildQidoQuery, type InstanceRow, type SeriesRow, type StudyRow } from '../qido/query.ts';
-import { UID_RE } from './stow-rs.ts';
+import { isValidUid } from '@portico/dicom';
 
 type Json = Record<string, unknown>;
 
@@ -86,7 +86,7 @@ export async function qidoRoutes(app: FastifyInstance, deps: RouteDeps): Promise
       requireDicomJson(parseAccept(req.headers.accept));
       const { study, series } = req.params;
       for (const uid of [study, series]) {
-        if (uid !== undefined && !UID_RE.test(uid)) throw new PorticoError('BAD_REQUEST', 'a UID in the URL is not a valid UID');
+        if (uid !== undefined && !isValidUid(uid)) throw new PorticoError('BAD_REQUEST', 'a UID in the URL is not a valid UID');
       }
       const p = parseQidoParams(req.query, limits);
       const base = serviceBase(req, root);

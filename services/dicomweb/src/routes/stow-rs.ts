@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { ChunkChannel } from '@portico/storage';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { DicomParseError, hasPart10Preamble, hierarchyUids, parseInstance, type ParsedInstance } from '@portico/dicom';
+import { DicomParseError, hasPart10Preamble, hierarchyUids, isValidUid, parseInstance, type ParsedInstance } from '@portico/dicom';
 import { PorticoError, toPorticoError } from '@portico/errors';
 import type { RouteDeps } from '../deps.ts';
 import { el, type DicomJson } from '../dicom-json.ts';
@@ -29,7 +29,6 @@ import { sendProblem, traceIdOf } from '../problem.ts';
 import { instanceUrl, serviceBase, studyUrl } from '../urls.ts';
 
 /** UIDs become URL and object key segments: anything else is refused. @see PS3.5 §9.1 */
-export const UID_RE = /^[0-9]+(\.[0-9]+)*$/;
 
 const PART10_HEADER_LENGTH = 132;
 
@@ -193,7 +192,7 @@ function checkParsed(p: ParsedInstance, index: number, studyFromUrl: string | un
     ['SeriesInstanceUID', uids.series],
   ] as const) {
     if (uid === '') return new PorticoError('MISSING_ATTRIBUTE', `part ${index} has no ${name}`);
-    if (!UID_RE.test(uid) || uid.length > 64) return new PorticoError('CANNOT_UNDERSTAND', `part ${index}: ${name} is not a valid UID`);
+    if (!isValidUid(uid)) return new PorticoError('CANNOT_UNDERSTAND', `part ${index}: ${name} is not a valid UID`);
   }
   if (studyFromUrl !== undefined && uids.study !== studyFromUrl) {
     // PS3.18 §10.5.3: an instance of another study than the one in the URL fails with 0xA900.
@@ -248,7 +247,7 @@ export async function stowRoutes(app: FastifyInstance, deps: RouteDeps): Promise
     const started = process.hrtime.bigint();
     const studyFromUrl = req.params.study;
     requireDicomJson(parseAccept(req.headers.accept));
-    if (studyFromUrl !== undefined && (!UID_RE.test(studyFromUrl) || studyFromUrl.length > 64)) {
+    if (studyFromUrl !== undefined && !isValidUid(studyFromUrl)) {
       throw new PorticoError('BAD_REQUEST', 'the Study Instance UID in the URL is not a valid UID');
     }
     const { boundary, rootType } = parseStowContentType(req.headers['content-type']);

@@ -22,7 +22,7 @@ import { absolutizeBulkDataUris, declareUtf8, type DicomJson } from '../dicom-js
 import { multipartContentType, negotiateBulkData, negotiateFrames, negotiateInstances, parseAccept, requireDicomJson } from '../media-types.ts';
 import { closeDelimiter, newBoundary, partHead } from '../multipart.ts';
 import { instanceUrl, serviceBase } from '../urls.ts';
-import { UID_RE } from './stow-rs.ts';
+import { isValidUid } from '@portico/dicom';
 
 interface Scope {
   study: string;
@@ -39,7 +39,7 @@ const METADATA_PAGE = 200;
 function scopeOf(req: Req): Scope {
   const { study, series, sop } = req.params;
   for (const uid of [study, series, sop]) {
-    if (uid !== undefined && (!UID_RE.test(uid) || uid.length > 64)) throw new PorticoError('BAD_REQUEST', 'a UID in the URL is not a valid UID');
+    if (uid !== undefined && !isValidUid(uid)) throw new PorticoError('BAD_REQUEST', 'a UID in the URL is not a valid UID');
   }
   return { study, series, sop };
 }

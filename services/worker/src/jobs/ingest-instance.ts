@@ -17,7 +17,7 @@
  * not refused: they are indexed under a UID derived from their SOP Instance UID (2.25 form, PS3.5 §B.2),
  * the same on every re-send, and the metadata shows the derived value.
  */
-import { parseInstance, indexAttributes, hierarchyUids, DicomParseError, type ParsedInstance } from '@portico/dicom';
+import { parseInstance, indexAttributes, hierarchyUids, isValidUid, DicomParseError, type ParsedInstance } from '@portico/dicom';
 
 export { derivedUid, hierarchyUids } from '@portico/dicom';
 import { upsertInstance, recordEvent, pickTags, STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, type Db } from '@portico/db';
@@ -30,9 +30,6 @@ export interface IngestDeps {
   readonly store: ObjectStore;
   readonly log: Logger;
 }
-
-/** UIDs become object key segments: anything but a well-formed UID is refused rather than escaped. */
-const UID_RE = /^[0-9]+(\.[0-9]+)*$/;
 
 export function instanceKey(studyUid: string, seriesUid: string, sopUid: string): string {
   return `studies/${studyUid}/series/${seriesUid}/instances/${sopUid}.dcm`;
@@ -84,7 +81,8 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
     ['SeriesInstanceUID', uids.series],
     ['SOPInstanceUID', parsed.sopInstanceUid],
   ] as const) {
-    if (!UID_RE.test(uid) || uid.length > 64) {
+    // UIDs become object key segments: anything but a well-formed UID is refused rather than escaped.
+    if (!isValidUid(uid)) {
       await recordEvent(db, 'ingest-failed', { sopInstanceUid: payload.sopInstanceUid }, { stagingKey: payload.stagingKey, reason: `invalid ${name}` });
       throw new UnrecoverableError(`invalid ${name} in ${sourceKey}`);
     }
