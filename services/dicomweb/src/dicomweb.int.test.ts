@@ -440,13 +440,11 @@ describe('health and lifecycle', () => {
   it('startDicomweb listens and close() lets an in-flight download finish', async () => {
     const running = await startDicomweb({ config: h.config, log: h.log, db: h.db, store: h.store, queues: h.queues });
     const mr = byName('series/dcm4che_MR_implicit/MR01.dcm').parsed!;
-    const pending = fetch(`${running.address}/dicom-web/studies/${mr.studyInstanceUid}`).then(async (r) => ({
-      status: r.status,
-      bytes: (await r.arrayBuffer()).byteLength,
-    }));
-    await new Promise((r) => setTimeout(r, 20));
-    await running.close();
-    const done = await pending;
+    // Headers received: the download is in flight (a fixed sleep raced the request under load).
+    const res = await fetch(`${running.address}/dicom-web/studies/${mr.studyInstanceUid}`);
+    const closing = running.close();
+    const done = { status: res.status, bytes: (await res.arrayBuffer()).byteLength };
+    await closing;
     expect(done.status).toBe(200);
     expect(done.bytes).toBeGreaterThan(16 * 132_000);
   });

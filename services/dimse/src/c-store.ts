@@ -13,7 +13,7 @@
  * inside a PDU handler that does not serialise PDUs, which can reorder fragments.
  *
  * An acknowledgement is a promise: Success (0x0000) is sent only after the staging object is durable and
- * the ingest job is enqueued. Statuses returned (PS3.4 Table B.2-1):
+ * the ingest job is enqueued (the two overlap: see finish()). Statuses returned (PS3.4 Table B.2-1):
  * - 0x0000 Success
  * - 0xA700 Refused: Out of Resources — object store or queue unavailable
  * - 0xA900 Error: Data Set does not match SOP Class — data set UIDs contradict the command
@@ -69,7 +69,9 @@ export class StoreSink extends Writable {
     super({ highWaterMark: 1 << 30 });
     this.ctx = ctx;
     this.stagingKey = `staging/${randomUUID()}.dcm`;
-    const put = ctx.store.put(this.stagingKey, this.storeBody).catch((err: unknown) => {
+    let markVisible!: () => void;
+    const visible = new Promise<void>((resolve) => (markVisible = resolve));
+    const put = ctx.store.put(this.stagingKey, this.storeBody, { onVisible: () => markVisible() }).catch((err: unknown) => {
       this.storeFailed = true;
       throw err;
     });
@@ -80,7 +82,7 @@ export class StoreSink extends Writable {
     // Both consumers are awaited later; mark rejections handled now so an early one is not "unhandled".
     put.catch(() => undefined);
     parse.catch(() => undefined);
-    this.outcome = this.finish(put, parse, command);
+    this.outcome = this.finish(put, visible, parse, command);
     const meta = writeFileMetaInformation({
       sopClassUid: command.sopClassUid,
       sopInstanceUid: command.sopInstanceUid,
@@ -135,29 +137,42 @@ export class StoreSink extends Writable {
     }
   }
 
+  /**
+   * Once the data set is parsed and the staging object readable, the ingest job is enqueued while the
+   * object store flushes the object (see ObjectStore.put onVisible): Success waits for both, so the
+   * promise holds, and the flush and the queue commit overlap instead of running one after the other.
+   */
   private async finish(
     put: Promise<{ size: number }>,
+    visible: Promise<void>,
     parse: Promise<ParsedInstance>,
     command: { sopClassUid: string; sopInstanceUid: string },
   ): Promise<StoreOutcome> {
-    const [putResult, parseResult] = await Promise.allSettled([put, parse]);
-    const storedAt = performance.now();
+    const putSettled = put.then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    await Promise.all([parse.catch(() => undefined), Promise.race([visible, putSettled])]);
     const log = this.ctx.log.child({ sopInstanceUid: command.sopInstanceUid, stagingKey: this.stagingKey });
+    const visibleAt = performance.now();
+    let enqueued = false;
     try {
-      if (parseResult.status === 'rejected') {
-        const err = parseResult.reason as unknown;
+      let parsed: ParsedInstance;
+      try {
+        parsed = await parse;
+      } catch (err) {
         throw err instanceof DicomParseError
           ? new PorticoError('CANNOT_UNDERSTAND', `data set cannot be parsed: ${err.message}`)
           : toPorticoError(err, 'CANNOT_UNDERSTAND');
       }
-      if (putResult.status === 'rejected') throw new PorticoError('OUT_OF_RESOURCES', `object store: ${(putResult.reason as Error).message}`);
-      const parsed = parseResult.value;
       if (parsed.sopInstanceUid !== command.sopInstanceUid)
         throw new PorticoError('DATASET_MISMATCH', 'SOP Instance UID of the data set differs from the C-STORE command');
       if (parsed.sopClassUid !== command.sopClassUid)
         throw new PorticoError('DATASET_MISMATCH', 'SOP Class UID of the data set differs from the C-STORE command');
-      try {
-        await this.ctx.queues.enqueueIngest({
+      const early = await Promise.race([putSettled, Promise.resolve(undefined)]);
+      if (early) throw new PorticoError('OUT_OF_RESOURCES', `object store: ${early.message}`);
+      const enqueue = this.ctx.queues
+        .enqueueIngest({
           stagingKey: this.stagingKey,
           sopInstanceUid: command.sopInstanceUid,
           studyInstanceUid: parsed.studyInstanceUid,
@@ -166,16 +181,31 @@ export class StoreSink extends Writable {
           callingAeTitle: this.ctx.callingAeTitle,
           calledAeTitle: this.ctx.calledAeTitle,
           receivedAt: new Date().toISOString(),
-        });
-      } catch (err) {
-        throw new PorticoError('OUT_OF_RESOURCES', `queue: ${(err as Error).message}`);
-      }
+        })
+        .then(
+          () => {
+            enqueued = true;
+            return performance.now();
+          },
+          (err: unknown) => {
+            throw new PorticoError('OUT_OF_RESOURCES', `queue: ${(err as Error).message}`);
+          },
+        );
+      const [enqueueResult, putError] = await Promise.all([
+        enqueue.then(
+          (at) => ({ at }),
+          (err: unknown) => ({ err }),
+        ),
+        putSettled,
+      ]);
+      if (putError) throw new PorticoError('OUT_OF_RESOURCES', `object store: ${putError.message}`);
+      if ('err' in enqueueResult) throw enqueueResult.err;
       log.debug(
         {
-          bytes: putResult.value.size,
           receivedMs: Math.round(this.dataEndedAt - this.createdAt),
-          storedMs: Math.round(storedAt - this.dataEndedAt),
-          enqueuedMs: Math.round(performance.now() - storedAt),
+          visibleMs: Math.round(visibleAt - this.dataEndedAt),
+          enqueuedMs: Math.round(enqueueResult.at - visibleAt),
+          durableMs: Math.round(performance.now() - visibleAt),
         },
         'C-STORE staged',
       );
@@ -183,7 +213,9 @@ export class StoreSink extends Writable {
     } catch (err) {
       const e = toPorticoError(err);
       log.warn({ code: e.code, status: `0x${e.projection.dimseStatus.toString(16).padStart(4, '0')}`, reason: e.message }, 'C-STORE refused');
-      if (putResult.status === 'fulfilled')
+      const putError = await putSettled;
+      if (enqueued) await this.ctx.queues.cancelIngest(this.stagingKey);
+      if (!putError)
         await this.ctx.store
           .delete(this.stagingKey)
           .catch((delErr: unknown) => log.error({ err: (delErr as Error).message }, 'could not remove staging object'));

@@ -82,6 +82,12 @@ export interface JobQueues {
   readonly backend: QueueBackendConfig['kind'];
   /** Durably enqueues; rejects (fast) when the backend is unreachable. */
   enqueueIngest(payload: IngestInstancePayload): Promise<void>;
+  /**
+   * Best effort: removes the queued ingest job of a staging object whose acknowledgement was refused
+   * after the job had been added (the object store failed while the job was being enqueued). A job
+   * already running is left alone: it finds the object gone, or indexes it.
+   */
+  cancelIngest(stagingKey: string): Promise<void>;
   startIngestWorker(handler: IngestHandler, opts: { concurrency: number; log: Logger }): Promise<JobWorkers>;
   /** Waiting + active + delayed + failed counts of the ingest queue. */
   counts(): Promise<Record<string, number>>;
@@ -150,6 +156,12 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
     backend: cfg.kind,
     async enqueueIngest(payload) {
       await withTimeout(queue.add('ingest-instance', payload, { ...def.options, jobId: def.jobId(payload) }), ENQUEUE_TIMEOUT_MS, 'enqueue');
+    },
+    async cancelIngest(stagingKey) {
+      const jobId = def.jobId({ stagingKey, sopInstanceUid: '', source: 'import', receivedAt: '' });
+      await withTimeout(queue.remove(jobId), ENQUEUE_TIMEOUT_MS, 'cancel').catch((err: unknown) =>
+        log.warn({ jobId, err: (err as Error).message }, 'could not remove the ingest job of a refused instance'),
+      );
     },
     async startIngestWorker(handler, opts) {
       assertHandlers({ 'ingest-instance': handler }, ['ingest-instance']);

@@ -19,7 +19,7 @@ import { batches, checkDeclaredSize, chunksOf, discardBody, dropBytes } from './
 import type { ObjectBody } from './body.ts';
 import { InvalidRangeError, ObjectNotFoundError } from './errors.ts';
 import { assertValidKey, assertValidRange } from './keys.ts';
-import type { ObjectStore } from './index.ts';
+import type { ObjectStore, PutOptions } from './index.ts';
 
 /** Chunks are gathered into writev batches of this size: few syscalls, bounded memory. */
 const WRITE_BATCH_BYTES = 128 * 1024;
@@ -27,6 +27,9 @@ const WRITE_BATCH_BYTES = 128 * 1024;
 export class FsObjectStore implements ObjectStore {
   readonly kind = 'fs';
   readonly root: string;
+  /** Folders known to exist (created or seen by this store); saves a mkdir per put on hot folders. */
+  private readonly folders = new Set<string>();
+  private static readonly MAX_KNOWN_FOLDERS = 10_000;
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -38,18 +41,30 @@ export class FsObjectStore implements ObjectStore {
     return this;
   }
 
+  /**
+   * mkdirDurable, skipped for folders this store already made or saw. A folder removed behind our back
+   * (by hand) makes the next open or rename fail with ENOENT; callers then see the error, as they would
+   * without the cache. Bounded: the set is cleared when it grows past MAX_KNOWN_FOLDERS.
+   */
+  private async ensureFolder(dir: string): Promise<void> {
+    if (this.folders.has(dir)) return;
+    await mkdirDurable(dir);
+    if (this.folders.size >= FsObjectStore.MAX_KNOWN_FOLDERS) this.folders.clear();
+    this.folders.add(dir);
+  }
+
   private pathOf(key: string): string {
     assertValidKey(key);
     return join(this.root, ...key.split('/'));
   }
 
-  async put(key: string, body: ObjectBody, opts: { size?: number; contentType?: string } = {}): Promise<{ size: number }> {
+  async put(key: string, body: ObjectBody, opts: PutOptions = {}): Promise<{ size: number }> {
     let path: string;
     let tmp: string;
     let file: FileHandle;
     try {
       path = this.pathOf(key);
-      await mkdirDurable(dirname(path));
+      await this.ensureFolder(dirname(path));
       tmp = tempPathFor(path);
       file = await open(tmp, 'wx');
     } catch (err) {
@@ -70,13 +85,36 @@ export class FsObjectStore implements ObjectStore {
         }
       }
       checkDeclaredSize(key, opts.size, size, true);
-      await file.sync();
-      await file.close();
-      await rename(tmp, path);
+      if (!opts.onVisible) {
+        await file.sync();
+        await file.close();
+        await rename(tmp, path);
+      }
     } catch (err) {
       await file.close().catch(() => undefined);
       await rm(tmp, { force: true });
       throw err;
+    }
+    if (opts.onVisible) {
+      // The key is the caller's alone (see the interface): publish first, then flush the file and the
+      // folder entry at once — one journal commit instead of two in a row.
+      try {
+        await rename(tmp, path);
+      } catch (err) {
+        await file.close().catch(() => undefined);
+        await rm(tmp, { force: true });
+        throw err;
+      }
+      opts.onVisible();
+      try {
+        await Promise.all([file.sync(), fsyncPath(dirname(path))]);
+        await file.close();
+      } catch (err) {
+        await file.close().catch(() => undefined);
+        await rm(path, { force: true });
+        throw err;
+      }
+      return { size };
     }
     await fsyncPath(dirname(path));
     return { size };
@@ -122,7 +160,7 @@ export class FsObjectStore implements ObjectStore {
       if (await this.stat(from)) return;
       throw new ObjectNotFoundError(from);
     }
-    await mkdirDurable(dirname(dst));
+    await this.ensureFolder(dirname(dst));
     const tmp = tempPathFor(dst);
     try {
       // A reflink where the filesystem can (btrfs, XFS), else an in-kernel copy.
@@ -143,7 +181,7 @@ export class FsObjectStore implements ObjectStore {
       if (await this.stat(from)) return;
       throw new ObjectNotFoundError(from);
     }
-    await mkdirDurable(dirname(dst));
+    await this.ensureFolder(dirname(dst));
     try {
       await rename(src, dst);
     } catch (err) {
@@ -151,8 +189,8 @@ export class FsObjectStore implements ObjectStore {
       if (isMissing(err) && (await this.stat(to))) return;
       throw isMissing(err) ? new ObjectNotFoundError(from, { cause: err }) : err;
     }
-    await fsyncPath(dirname(dst));
-    if (dirname(src) !== dirname(dst)) await fsyncPath(dirname(src));
+    // Both folder entries are flushed at once (one journal commit where the filesystem journals).
+    await Promise.all([fsyncPath(dirname(dst)), dirname(src) !== dirname(dst) ? fsyncPath(dirname(src)) : undefined]);
   }
 
   async *list(prefix: string): AsyncIterable<{ key: string; size: number; modified: Date }> {

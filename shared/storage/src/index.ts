@@ -15,6 +15,14 @@ export type { ObjectBody } from './body.ts';
 export { InvalidKeyError, InvalidRangeError, ObjectNotFoundError, isNotFound } from './errors.ts';
 export { assertValidKey } from './keys.ts';
 
+export interface PutOptions {
+  /** Expected length; a body of another length is an error. */
+  readonly size?: number;
+  readonly contentType?: string;
+  /** See {@link ObjectStore.put}. */
+  readonly onVisible?: () => void;
+}
+
 /** An object store. Every method rejects with {@link InvalidKeyError} for a bad key. */
 export interface ObjectStore {
   readonly kind: 'fs' | 's3';
@@ -26,8 +34,15 @@ export interface ObjectStore {
    * error. On any error (source stream, disk, network, size mismatch) no object is left under key (an
    * existing one stays as it was), a Readable body is destroyed, and the promise rejects. Resolves with
    * the number of bytes stored.
+   *
+   * `onVisible` is called once the whole object can be read under key, which for the fs store is before
+   * it is durable (the temp file is renamed first and then fsynced together with its folder): a caller
+   * that must publish the key (enqueue a job naming it) can do that while the flush runs. The promise
+   * still resolves only when the object is durable. Only for keys nobody else writes (staging keys): a
+   * crash before put resolves may leave the object absent or incomplete, and an error after onVisible
+   * removes it again.
    */
-  put(key: string, body: ObjectBody, opts?: { size?: number; contentType?: string }): Promise<{ size: number }>;
+  put(key: string, body: ObjectBody, opts?: PutOptions): Promise<{ size: number }>;
   /**
    * A readable of the whole object, or of bytes [start, end] inclusive (an `end` past the object is cut to
    * its last byte, as in HTTP Range). Rejects with `code === 'NotFound'` ({@link ObjectNotFoundError})

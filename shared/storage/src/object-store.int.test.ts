@@ -276,6 +276,41 @@ describe.each([
     expect(source.destroyed).toBe(true);
   });
 
+  it('calls onVisible once, when the whole object reads back under its key, before put resolves', async () => {
+    const key = 'staging/6d1f0c2b-visible.dcm';
+    const seen: Array<Buffer | null> = [];
+    let resolvedBeforeVisible = false;
+    let resolved = false;
+    const reads: Array<Promise<void>> = [];
+    const put = store
+      .put(key, Readable.from([SAMPLE.subarray(0, 1000), SAMPLE.subarray(1000)]), {
+        onVisible: () => {
+          resolvedBeforeVisible ||= resolved;
+          reads.push(
+            store.get(key).then(
+              async (s) => void seen.push(await readAll(s)),
+              () => void seen.push(null),
+            ),
+          );
+        },
+      })
+      .then((r) => {
+        resolved = true;
+        return r;
+      });
+    expect(await put).toEqual({ size: SAMPLE.length });
+    await Promise.all(reads);
+    expect(resolvedBeforeVisible).toBe(false);
+    expect(seen).toEqual([SAMPLE]);
+  });
+
+  it('does not call onVisible, and leaves nothing, when the body fails', async () => {
+    let visible = 0;
+    await expect(store.put('staging/failing-visible.dcm', failingAfter(64 * 1024), { onVisible: () => visible++ })).rejects.toThrow('sender went away');
+    expect(visible).toBe(0);
+    expect(await store.stat('staging/failing-visible.dcm')).toBeNull();
+  });
+
   it('leaves no object when the declared size does not match the body', async () => {
     await expect(store.put('size/short.bin', SAMPLE, { size: 4001 })).rejects.toThrow(/declared size 4001/);
     await expect(store.put('size/long.bin', Readable.from([SAMPLE, SAMPLE]), { size: 4000 })).rejects.toThrow(/declared size 4000/);

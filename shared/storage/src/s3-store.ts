@@ -28,7 +28,7 @@ import { checkDeclaredSize, chunksOf, discardBody, toParts } from './body.ts';
 import type { ObjectBody } from './body.ts';
 import { InvalidRangeError, ObjectNotFoundError, isNotFound } from './errors.ts';
 import { assertValidKey, assertValidRange } from './keys.ts';
-import type { ObjectStore, S3ObjectStoreConfig } from './index.ts';
+import type { ObjectStore, PutOptions, S3ObjectStoreConfig } from './index.ts';
 
 const MiB = 1024 * 1024;
 /** Default part size: small enough to bound memory per concurrent upload, large enough for 160 GiB objects. */
@@ -98,7 +98,7 @@ export class S3ObjectStore implements ObjectStore {
     return this.prefix + key;
   }
 
-  async put(key: string, body: ObjectBody, opts: { size?: number; contentType?: string } = {}): Promise<{ size: number }> {
+  async put(key: string, body: ObjectBody, opts: PutOptions = {}): Promise<{ size: number }> {
     let name: string;
     try {
       name = this.nameOf(key);
@@ -116,6 +116,8 @@ export class S3ObjectStore implements ObjectStore {
         checkDeclaredSize(key, opts.size, size, part.last);
         if (part.last && uploadId === undefined) {
           await this.client.putObject(this.bucket, name, part.data, part.data.length, headers);
+          // On S3 an object becomes visible when it is durable.
+          opts.onVisible?.();
           return { size };
         }
         uploadId ??= await this.client.initiateNewMultipartUpload(this.bucket, name, headers);
@@ -128,6 +130,7 @@ export class S3ObjectStore implements ObjectStore {
       }
       if (uploadId === undefined) throw new Error('unreachable: toParts always yields a last part');
       await this.client.completeMultipartUpload(this.bucket, name, uploadId, etags);
+      opts.onVisible?.();
       return { size };
     } catch (err) {
       // Best effort: an upload that is never completed never becomes an object; aborting frees its parts.

@@ -3,8 +3,10 @@
  *
  * Each part is received once and teed, with back-pressure, into two consumers running side by side: the
  * object store (`staging/<uuid>.dcm`, durable when `put` resolves) and the streaming header parser. Only
- * when both succeeded and the data set passes our checks is the ingest job enqueued, and only when that
- * resolved does the instance go into ReferencedSOPSequence: the acknowledgement is a promise (DESIGN.md).
+ * when the parse succeeded, the object is readable and the data set passes our checks is the ingest job
+ * enqueued (while the store flushes the object: see ObjectStore.put onVisible), and only when both the
+ * flush and the enqueue resolved does the instance go into ReferencedSOPSequence: the acknowledgement is
+ * a promise (DESIGN.md).
  * Any failure before that deletes the staging object and yields a FailedSOPSequence item whose
  * FailureReason comes from the PorticoError table. Nothing buffers a whole request or part.
  *
@@ -90,7 +92,9 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
   const stagingKey = `staging/${randomUUID()}.dcm`;
   const storeSink = new Sink();
   const parseSink = new Sink();
-  const stored = storeSink.watch(deps.store.put(stagingKey, storeSink.stream, { contentType: 'application/dicom' }));
+  let markVisible!: () => void;
+  const visible = new Promise<void>((resolve) => (markVisible = resolve));
+  const stored = storeSink.watch(deps.store.put(stagingKey, storeSink.stream, { contentType: 'application/dicom', onVisible: () => markVisible() }));
   const parsing = parseSink.watch(parseInstance(parseSink.stream));
   // Both are awaited below; keep an early rejection from being reported as unhandled meanwhile.
   stored.catch(() => undefined);
@@ -128,36 +132,50 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
     early = toPorticoError(err, 'CANNOT_UNDERSTAND');
   }
 
-  const [putResult, parseResult] = await Promise.allSettled([stored, parsing]);
-  const parsed = parseResult.status === 'fulfilled' ? parseResult.value : undefined;
+  // The job is enqueued as soon as the object is readable under its key, while the store flushes it
+  // (ObjectStore.put onVisible); the part is acknowledged only when both are done.
+  const putSettled = stored.then(
+    () => undefined,
+    (err: unknown) => err as Error,
+  );
+  await Promise.all([parsing.catch(() => undefined), Promise.race([visible, putSettled])]);
+  const parseResult = await parsing.then(
+    (value) => ({ value }),
+    (reason: unknown) => ({ reason }),
+  );
+  const parsed = 'value' in parseResult ? parseResult.value : undefined;
+  let enqueued = false;
   const discard = async (error: PorticoError): Promise<PartOutcome> => {
-    if (putResult.status === 'fulfilled') {
+    const putError = await putSettled;
+    if (enqueued) await deps.queues.cancelIngest(stagingKey);
+    if (!putError) {
       await deps.store.delete(stagingKey).catch((err: unknown) => log.warn({ stagingKey, err: (err as Error).message }, 'could not delete staging object'));
     }
     log.info({ part: part.index, stagingKey, sopInstanceUid: parsed?.sopInstanceUid, code: error.code, reason: error.message }, 'STOW-RS part failed');
     return fail(error, parsed);
   };
+  const storeFailed = (err: Error): Promise<PartOutcome> => {
+    log.error({ stagingKey, err: err.message }, 'object store put failed');
+    return discard(new PorticoError('OUT_OF_RESOURCES', 'the object store could not store the instance', { cause: err }));
+  };
 
   if (early) return discard(early);
-  if (parseResult.status === 'rejected') {
-    const err = parseResult.reason as unknown;
+  if ('reason' in parseResult) {
+    const err = parseResult.reason;
     return discard(
       err instanceof DicomParseError
         ? new PorticoError('CANNOT_UNDERSTAND', `part ${part.index}: ${err.message}`, { cause: err })
         : toPorticoError(err, 'PROCESSING_FAILURE'),
     );
   }
-  if (putResult.status === 'rejected') {
-    const err = putResult.reason as Error;
-    log.error({ stagingKey, err: err.message }, 'object store put failed');
-    return discard(new PorticoError('OUT_OF_RESOURCES', 'the object store could not store the instance', { cause: err }));
-  }
+  const putFailedEarly = await Promise.race([putSettled, Promise.resolve(undefined)]);
+  if (putFailedEarly) return storeFailed(putFailedEarly);
   const p = parsed!;
   const problem = checkParsed(p, part.index, ctx.studyFromUrl);
   if (problem) return discard(problem);
 
-  try {
-    await deps.queues.enqueueIngest({
+  const enqueue = deps.queues
+    .enqueueIngest({
       stagingKey,
       sopInstanceUid: p.sopInstanceUid,
       studyInstanceUid: p.studyInstanceUid,
@@ -165,10 +183,16 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
       source: 'stow-rs',
       receivedAt: new Date().toISOString(),
       ...(ctx.traceparent ? { traceparent: ctx.traceparent } : {}),
-    });
-  } catch (err) {
-    log.error({ stagingKey, sopInstanceUid: p.sopInstanceUid, err: (err as Error).message }, 'enqueue of ingest job failed');
-    return discard(new PorticoError('OUT_OF_RESOURCES', 'the ingest queue is unavailable', { cause: err }));
+    })
+    .then(
+      () => void (enqueued = true),
+      (err: unknown) => err as Error,
+    );
+  const [enqueueError, putError] = await Promise.all([enqueue, putSettled]);
+  if (putError) return storeFailed(putError);
+  if (enqueueError) {
+    log.error({ stagingKey, sopInstanceUid: p.sopInstanceUid, err: enqueueError.message }, 'enqueue of ingest job failed');
+    return discard(new PorticoError('OUT_OF_RESOURCES', 'the ingest queue is unavailable', { cause: enqueueError }));
   }
   log.debug({ part: part.index, stagingKey, sopInstanceUid: p.sopInstanceUid }, 'STOW-RS part stored');
   const uids = hierarchyUids(p.sopInstanceUid, p.studyInstanceUid, p.seriesInstanceUid);
