@@ -4,5 +4,3 @@
 export { buildApp } from './app.ts';
 export type { DicomwebDeps } from './deps.ts';
 export { startDicomweb, type RunningDicomweb } from './main.ts';
-export { buildQidoQuery, type QidoQuery, type MatchingKeyValue, type SqlQuery } from './qido/query.ts';
-export { MATCHING_KEYS, DEFAULT_TAGS, type Level, type MatchingKey } from './qido/attributes.ts';

@@ -18,3 +18,14 @@ export {
 } from './instances.ts';
 export { normalizePersonName } from './normalize.ts';
 export { STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, pickTags } from './levels.ts';
+export {
+  buildQidoQuery,
+  wildcardToLike,
+  type QidoQuery,
+  type MatchingKeyValue,
+  type SqlQuery,
+  type StudyRow as QidoStudyRow,
+  type SeriesRow as QidoSeriesRow,
+  type InstanceRow as QidoInstanceRow,
+} from './query/query.ts';
+export { MATCHING_KEYS, DEFAULT_TAGS, TAG, LEVEL_DEPTH, matchingKeyByTag, type Level, type MatchingKey, type MatchKind } from './query/attributes.ts';

@@ -6,8 +6,7 @@
  */
 import { migrate, openDb } from '@portico/db';
 import { createTestDatabase } from '@portico/testing';
-import { buildQidoQuery, type QidoQuery } from '../qido/query.ts';
-import { DEFAULT_TAGS } from '../qido/attributes.ts';
+import { buildQidoQuery, DEFAULT_TAGS, type QidoQuery } from '@portico/db';
 
 const out = (line: string): void => void process.stdout.write(`${line}\n`);
 

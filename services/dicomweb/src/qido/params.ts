@@ -14,8 +14,7 @@
  */
 import { keywordToTag, lookupTag } from '@portico/dicom';
 import { PorticoError } from '@portico/errors';
-import type { MatchingKeyValue } from './query.ts';
-import { matchingKeyByTag } from './attributes.ts';
+import { matchingKeyByTag, type MatchingKeyValue } from '@portico/db';
 
 export interface QidoParams {
   readonly keys: MatchingKeyValue[];

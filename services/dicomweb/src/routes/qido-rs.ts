@@ -14,9 +14,16 @@ import type { RouteDeps } from '../deps.ts';
 import { absolutizeBulkDataUris, declareUtf8, el, sortByTag, type DicomJson } from '../dicom-json.ts';
 import { parseAccept, requireDicomJson } from '../media-types.ts';
 import { instanceUrl, serviceBase, seriesUrl, studyUrl } from '../urls.ts';
-import { DEFAULT_TAGS, TAG, type Level } from '../qido/attributes.ts';
+import {
+  DEFAULT_TAGS,
+  TAG,
+  buildQidoQuery,
+  type Level,
+  type QidoInstanceRow as InstanceRow,
+  type QidoSeriesRow as SeriesRow,
+  type QidoStudyRow as StudyRow,
+} from '@portico/db';
 import { parseQidoParams, type QidoParams } from '../qido/params.ts';
-import { buildQidoQuery, type InstanceRow, type SeriesRow, type StudyRow } from '../qido/query.ts';
 import { isValidUid } from '@portico/dicom';
 
 type Json = Record<string, unknown>;

@@ -1,5 +1,5 @@
 /**
- * QIDO-RS (and later C-FIND) → SQL. Pure: a level, matching keys by tag and the scope UIDs in; one
+ * QIDO-RS and C-FIND → SQL. Pure: a level, matching keys by tag and the scope UIDs in; one
  * parameterised SELECT out. Every value travels as a bind parameter; only fixed column names and
  * operators are spliced into the text.
  *
@@ -21,7 +21,7 @@
  * instance(series_pk, instance_pk), instance(study_pk); results are ordered by primary key.
  */
 import { PorticoError } from '@portico/errors';
-import { normalizePersonName } from '@portico/db';
+import { normalizePersonName } from '../normalize.ts';
 import { LEVEL_DEPTH, matchingKeyByTag, type Level, type MatchingKey } from './attributes.ts';
 import { isValidUid } from '@portico/dicom';
 
