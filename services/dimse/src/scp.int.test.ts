@@ -15,6 +15,7 @@ import { createLogger } from '@portico/logging';
 import { openObjectStore, type ObjectStore } from '@portico/storage';
 import { openJobQueues, type JobQueues } from '@portico/jobs';
 import { parseInstance } from '@portico/dicom';
+import { openDb, type Db } from '@portico/db';
 import { corpusDir, createTestDatabase, freePort, run, syntheticInstance, syntheticStream, testUid, uniqueId } from '@portico/testing';
 import { startDimseServer, type DimseServer } from './scp.ts';
 
@@ -37,6 +38,7 @@ describe('DIMSE SCP with dcmtk peers', () => {
   let queues: JobQueues;
   let root: string;
   let drop: () => Promise<void>;
+  let index: Db;
   const work = mkdtempSync(path.join(tmpdir(), 'dimse-int-'));
 
   beforeAll(async () => {
@@ -45,12 +47,14 @@ describe('DIMSE SCP with dcmtk peers', () => {
     root = mkdtempSync(path.join(tmpdir(), 'dimse-objects-'));
     store = await openObjectStore({ kind: 'fs', root });
     queues = await openJobQueues({ kind: 'postgres', url: db.url, schema: uniqueId('q').replace(/[^a-z0-9_]/g, '_') }, log);
+    index = openDb(db.url);
     const config = loadConfig({ env: {}, overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1', 'dimse.maxAssociations': 4 } });
-    server = await startDimseServer({ config, log, store, queues });
+    server = await startDimseServer({ config, log, store, queues, db: index });
   });
   afterAll(async () => {
     await server?.close(1000);
     await queues?.close();
+    await index?.close();
     await drop?.();
   });
 
@@ -223,7 +227,9 @@ describe('DIMSE SCP when a backend is down', () => {
     const store = await openObjectStore({ kind: 'fs', root });
     const queues = await openJobQueues({ kind: 'redis', url: `redis://127.0.0.1:${redisPort}`, prefix: 'down' }, log);
     const config = loadConfig({ env: {}, overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1' } });
-    const server = await startDimseServer({ config, log, store, queues });
+    // C-STORE never touches the index: a pool that would fail on first use is enough.
+    const unusedIndex = openDb('postgres://postgres@127.0.0.1:1/none');
+    const server = await startDimseServer({ config, log, store, queues, db: unusedIndex });
     try {
       redis.kill('SIGKILL');
       await new Promise((r) => setTimeout(r, 300));
@@ -234,6 +240,7 @@ describe('DIMSE SCP when a backend is down', () => {
     } finally {
       await server.close(1000);
       await queues.close();
+      await unusedIndex.close();
       redis.kill('SIGKILL');
     }
   });

@@ -9,29 +9,39 @@
  */
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import dimse from 'dcmjs-dimse';
+import dcmjs from 'dcmjs';
 import type { PorticoConfig } from '@portico/config';
 import type { Logger } from '@portico/logging';
 import type { ObjectStore } from '@portico/storage';
 import type { JobQueues } from '@portico/jobs';
+import type { Db } from '@portico/db';
 import { decideContext } from './presentation.ts';
+import { runFind, PATIENT_ROOT_FIND } from './c-find.ts';
+import type { JsonDataset } from './find-match.ts';
 import { StoreSink } from './c-store.ts';
 import { PduReader } from './pdu-reader.ts';
 import { PORTICO_IMPLEMENTATION_CLASS_UID, PORTICO_IMPLEMENTATION_VERSION_NAME } from '@portico/dicom';
 
 const { Scp, Dataset, log: dimseLog } = dimse;
-const { CEchoResponse, CStoreResponse } = dimse.responses;
+const { CEchoResponse, CStoreResponse, CFindResponse } = dimse.responses;
+const { DicomMetaDictionary } = dcmjs.data;
 const { PresentationContextResult, RejectResult, RejectSource, RejectReason, Status } = dimse.constants;
 
 type DimseAssociation = InstanceType<typeof dimse.association.Association>;
 type DimsePresentationContext = InstanceType<typeof dimse.association.PresentationContext>;
 type CStoreRequest = InstanceType<typeof dimse.requests.CStoreRequest>;
 type CEchoRequest = InstanceType<typeof dimse.requests.CEchoRequest>;
+type CFindRequest = InstanceType<typeof dimse.requests.CFindRequest>;
+type CCancelRequest = InstanceType<typeof dimse.requests.CCancelRequest>;
 type DimseDataset = InstanceType<typeof dimse.Dataset>;
 
 /** The parts of dcmjs-dimse 0.3's Network that the PDU reader hook drives (see the constructor). */
 interface DimseNetworkInternals {
   lastPduTime: number | undefined;
+  /** Sends one DIMSE message on a presentation context (what the request callbacks call). */
+  _sendDimse(message: { context: DimsePresentationContext; command: unknown }): void;
   statistics: { addBytesReceived(n: number): void };
   _processPdu(pdu: Buffer): Promise<void>;
   _reset(): void;
@@ -42,7 +52,12 @@ export interface DimseDeps {
   readonly log: Logger;
   readonly store: ObjectStore;
   readonly queues: JobQueues;
+  /** The index C-FIND answers from. */
+  readonly db: Db;
 }
+
+/** Pending C-FIND responses buffered on the socket before the result stream waits for 'drain'. */
+const FIND_WRITE_HIGH_WATER = 256 * 1024;
 
 export interface DimseServer {
   /** The port actually bound (useful with port 0). */
@@ -69,6 +84,8 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     alog: Logger = log.child({ assocId: this.assocId });
     current: StoreSink | undefined;
     readonly sock: net.Socket;
+    /** Message IDs of C-FIND requests a C-CANCEL asked to stop. */
+    readonly cancelled = new Set<number>();
 
     constructor(socket: net.Socket, opts: ConstructorParameters<typeof Scp>[1]) {
       super(socket, opts);
@@ -141,6 +158,59 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       const response = CEchoResponse.fromRequest(request);
       response.setStatus(Status.Success);
       callback(response);
+    }
+
+    override cFindRequest(request: CFindRequest, callback: (responses: Array<InstanceType<typeof CFindResponse>>) => void): void {
+      const messageId = request.getMessageId();
+      const model = request.getAffectedSopClassUid() === PATIENT_ROOT_FIND ? 'patient' : 'study';
+      const requestDataset = request.getDataset();
+      const ts = requestDataset?.getTransferSyntaxUid() ?? '1.2.840.10008.1.2';
+      const started = performance.now();
+      const context = this.association?.getAcceptedPresentationContextFromRequest(request);
+      const internals = this as unknown as DimseNetworkInternals;
+      const build = (status: number, identifier?: JsonDataset, errorComment?: string): InstanceType<typeof CFindResponse> => {
+        const response = CFindResponse.fromRequest(request);
+        response.setStatus(status);
+        if (identifier) response.setDataset(new Dataset(DicomMetaDictionary.naturalizeDataset(identifier), ts));
+        if (errorComment) response.setErrorComment(errorComment);
+        return response;
+      };
+      // The callback may be called once (dcmjs-dimse's emitter enforces it): it carries the final
+      // response; each pending one goes out on its own as the rows stream in.
+      const respond = (status: number, identifier?: JsonDataset, errorComment?: string): void => callback([build(status, identifier, errorComment)]);
+      let identifier: JsonDataset;
+      try {
+        identifier = DicomMetaDictionary.denaturalizeDataset(requestDataset?.getElements() ?? {}) as JsonDataset;
+      } catch (err) {
+        respond(0xa900, undefined, `identifier: ${(err as Error).message}`.slice(0, 64));
+        return;
+      }
+      void runFind(
+        {
+          db: deps.db,
+          aeTitle: config.dimse.aeTitle,
+          cancelled: () => this.cancelled.has(messageId),
+          onMatch: async (match) => {
+            if (!context) throw new Error('no accepted presentation context for the C-FIND request');
+            internals._sendDimse({ context, command: build(0xff00, match) });
+            if (this.sock.writableLength > FIND_WRITE_HIGH_WATER && !this.sock.destroyed) await once(this.sock, 'drain');
+          },
+        },
+        model,
+        identifier,
+      )
+        .then((outcome) => {
+          this.cancelled.delete(messageId);
+          const ms = Math.round(performance.now() - started);
+          // Keys and values of the identifier are patient data: only the outcome is logged.
+          this.alog.info({ model, matches: outcome.matches, status: `0x${outcome.status.toString(16)}`, ms }, 'C-FIND done');
+          respond(outcome.status, undefined, 'errorComment' in outcome ? outcome.errorComment : undefined);
+        })
+        .catch((err: unknown) => this.alog.error({ err: (err as Error).message }, 'C-FIND response could not be sent'));
+    }
+
+    override cCancelRequest(request: CCancelRequest): void {
+      this.cancelled.add(request.getMessageIdBeingRespondedTo());
     }
 
     override createStoreWritableStream(pc: DimsePresentationContext, request: CStoreRequest): StoreSink {

