@@ -3,7 +3,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/**', '**/dist-types/**', '.node/**', 'data/**', '**/generated/**', 'bench/results/**', '.tmp/**'] },
+  { ignores: ['**/node_modules/**', '**/dist-types/**', '.node/**', 'data/**', '**/generated/**', 'bench/results/**', '.tmp/**', '.viewer/**'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],
