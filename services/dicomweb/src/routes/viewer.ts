@@ -7,7 +7,8 @@
  * and its workers, and index.html loads everything from `/…`. Rather than serving assets at the root
  * (where they could shadow `/dicom-web`, `/livez`, `/readyz` or whatever an operator mounts there), the
  * few files that name the root are rewritten as they are served: index.html (`window.PUBLIC_URL`, every
- * `href="/…"`/`src="/…"`) and the JS files holding `__webpack_require__.p = "/"`. The rewritten bytes are
+ * `href="/…"`/`src="/…"`), the JS files holding `__webpack_require__.p = "/"` and the stylesheets with
+ * `url(/…)`. The rewritten bytes are
  * cached in memory per file (keyed by size and mtime, so a new `make viewer` is picked up); every other
  * file streams from disk. OHIF's service worker is not registered: its precache list names root paths,
  * and a gateway should not leave a cache of a viewer in users' browsers.
@@ -75,7 +76,16 @@ export function rewriteIndexHtml(html: string, mount: string): string {
     .replace(/\b(href|src|content)="\/(?!\/)/g, `$1="${base}`);
 }
 
-/** A JS file served under `mount`: webpack's public path and the microscopy viewer's absolute import. */
+/** A stylesheet served under `mount`: `url(/font.woff2)`. Undefined when nothing names the root. */
+export function rewriteStylesheet(css: string, mount: string): string | undefined {
+  if (!/url\(\s*["']?\/(?!\/)/.test(css)) return undefined;
+  return css.replace(/url\(\s*(["']?)\/(?!\/)/g, `url($1${mount}/`);
+}
+
+/**
+ * A JS file served under `mount`: webpack's public path and the microscopy viewer's absolute import.
+ * Undefined when nothing names the root.
+ */
 export function rewriteScript(js: string, mount: string): string | undefined {
   if (!js.includes('__webpack_require__.p = "/"') && !js.includes("'/dicom-microscopy-viewer/")) return undefined;
   return js
@@ -162,8 +172,9 @@ export async function viewerRoutes(app: FastifyInstance, deps: RouteDeps): Promi
     const ext = path.extname(found.file);
     if (path.basename(found.file) === 'index.html') {
       body = Buffer.from(rewriteIndexHtml(await readFile(found.file, 'utf8'), mount));
-    } else if (ext === '.js' || ext === '.mjs') {
-      const out = rewriteScript(await readFile(found.file, 'utf8'), mount);
+    } else if (ext === '.js' || ext === '.mjs' || ext === '.css') {
+      const text = await readFile(found.file, 'utf8');
+      const out = ext === '.css' ? rewriteStylesheet(text, mount) : rewriteScript(text, mount);
       if (out !== undefined) body = Buffer.from(out);
     }
     const etag = body
