@@ -177,9 +177,7 @@ export async function viewerRoutes(app: FastifyInstance, deps: RouteDeps): Promi
       const out = ext === '.css' ? rewriteStylesheet(text, mount) : rewriteScript(text, mount);
       if (out !== undefined) body = Buffer.from(out);
     }
-    const etag = body
-      ? `"${createHash('sha1').update(body).digest('base64url')}"`
-      : `W/"${found.size.toString(16)}-${Math.floor(found.mtimeMs).toString(16)}"`;
+    const etag = body ? `"${createHash('sha1').update(body).digest('base64url')}"` : `W/"${found.size.toString(16)}-${Math.floor(found.mtimeMs).toString(16)}"`;
     const entry: Rewritten = { size: found.size, mtimeMs: found.mtimeMs, etag, ...(body ? { body } : {}) };
     cache.set(found.file, entry);
     return entry;
@@ -201,6 +199,8 @@ export async function viewerRoutes(app: FastifyInstance, deps: RouteDeps): Promi
         .header('cache-control', 'no-store')
         .send(appConfig(serviceBase(req, deps.config.http.dicomwebRoot), mount));
     }
+    // `..` and dot-files never reach the file system nor the SPA fallback.
+    if (rel.split(/[/\\]/).some((seg) => seg.startsWith('.'))) return sendProblem(reply, req, new PorticoError('NOT_FOUND', 'no such viewer file'));
     const found = rel === '' ? undefined : await resolveFile(rel);
     if (found) return serve(req, reply, found);
     // Client-side routes of the single-page app have no extension; a missing asset is a plain 404.
