@@ -12,7 +12,7 @@ else
   export PATH := $(NODE_BIN):$(PATH)
 endif
 
-.PHONY: help node deps run test test-unit test-integration test-e2e lint typecheck generate check-generated bench clean
+.PHONY: help node deps viewer run test test-unit test-integration test-e2e lint typecheck generate check-generated bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -33,7 +33,31 @@ node_modules/.installed: package.json package-lock.json $(wildcard */*/package.j
 
 deps: node_modules/.installed ## install npm dependencies
 
-run: deps ## start Portico standalone (DIMSE :11112 AE PORTICO, HTTP :8080, data in ./data)
+# The OHIF viewer served at /viewer: the prebuilt bundle of the npm package @ohif/app, fetched with
+# `npm pack` (the registry's integrity is checked against the pin below) and extracted into .viewer/
+# (git-ignored, never committed). Cached: nothing is fetched while the stamp for this version exists.
+OHIF_VERSION := 3.13.2
+OHIF_INTEGRITY := sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA==
+VIEWER_DIR := $(CURDIR)/.viewer
+VIEWER_STAMP := $(VIEWER_DIR)/dist/.ohif-app-$(OHIF_VERSION)
+# `make run` fetches the viewer unless it is switched off (PORTICO_VIEWER_ENABLED=false).
+VIEWER_FOR_RUN := $(if $(filter false 0 no,$(PORTICO_VIEWER_ENABLED)),,viewer)
+
+viewer: $(VIEWER_STAMP) ## fetch the prebuilt OHIF viewer (@ohif/app) into .viewer/dist (served at /viewer)
+
+$(VIEWER_STAMP): | node
+	@echo "fetching @ohif/app@$(OHIF_VERSION) from the npm registry into .viewer/"
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  (cd "$$tmp" && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null); \
+	  got=$$(node -e 'const c=require("node:crypto"),f=require("node:fs");process.stdout.write("sha512-"+c.createHash("sha512").update(f.readFileSync(process.argv[1])).digest("base64"))' "$$tmp"/ohif-app-$(OHIF_VERSION).tgz); \
+	  if [ "$$got" != "$(OHIF_INTEGRITY)" ]; then echo "@ohif/app@$(OHIF_VERSION): integrity $$got, expected $(OHIF_INTEGRITY)" >&2; exit 1; fi; \
+	  mkdir -p "$$tmp/x" && tar xzf "$$tmp"/ohif-app-$(OHIF_VERSION).tgz -C "$$tmp/x" package/dist; \
+	  test -f "$$tmp/x/package/dist/index.html"; \
+	  rm -rf "$(VIEWER_DIR)/dist" && mkdir -p "$(VIEWER_DIR)" && mv "$$tmp/x/package/dist" "$(VIEWER_DIR)/dist"; \
+	  touch "$@"
+	@echo "OHIF $(OHIF_VERSION) in .viewer/dist"
+
+run: deps $(VIEWER_FOR_RUN) ## start Portico standalone (DIMSE :11112 AE PORTICO, HTTP :8080 with the viewer at /viewer, data in ./data)
 	node services/portico/src/cli.ts standalone
 
 typecheck: deps ## tsc over every workspace (project references)
@@ -55,14 +79,14 @@ test-unit: deps
 test-integration: deps
 	npx vitest run --project integration
 
-test-e2e: deps
+test-e2e: deps viewer
 	npx vitest run --project e2e
 
-test: deps check-generated typecheck lint ## everything CI runs: generated, typecheck, lint, unit, integration, e2e
+test: deps viewer check-generated typecheck lint ## everything CI runs: generated, typecheck, lint, unit, integration, e2e
 	npx vitest run
 
 bench: deps ## ingest benchmark side by side with Orthanc and storescp (see bench/README.md)
 	node bench/ingest.ts
 
 clean:
-	rm -rf node_modules .node dist-types
+	rm -rf node_modules .node dist-types .viewer

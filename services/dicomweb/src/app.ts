@@ -1,6 +1,6 @@
 /**
- * The DICOMweb HTTP application: Fastify with the STOW-RS, QIDO-RS, WADO-RS and health routes, and the
- * problem+json error handler. No listen here (tests use `app.inject()`; main.ts listens).
+ * The DICOMweb HTTP application: Fastify with the STOW-RS, QIDO-RS, WADO-RS and health routes, the OHIF
+ * viewer at /viewer when switched on, and the problem+json error handler. No listen here (tests use `app.inject()`; main.ts listens).
  *
  * Logging: Fastify's own per-request lines would log the URL, and a QIDO URL carries matching values
  * (`PatientName=…`). They are off; one line per request logs method, path without query string, status
@@ -12,6 +12,7 @@ import { installProblemHandlers } from './problem.ts';
 import { healthRoutes } from './routes/health.ts';
 import { qidoRoutes } from './routes/qido-rs.ts';
 import { stowRoutes } from './routes/stow-rs.ts';
+import { viewerRoutes } from './routes/viewer.ts';
 import { wadoRoutes } from './routes/wado-rs.ts';
 
 export type { DicomwebDeps } from './deps.ts';
@@ -38,5 +39,6 @@ export async function buildApp(deps: DicomwebDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => stowRoutes(scope, deps));
   await app.register(async (scope) => qidoRoutes(scope, deps));
   await app.register(async (scope) => wadoRoutes(scope, deps));
+  if (deps.viewer) await app.register(async (scope) => viewerRoutes(scope, deps));
   return app;
 }

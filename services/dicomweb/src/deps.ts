@@ -11,6 +11,8 @@ export interface DicomwebDeps {
   readonly db: Db;
   readonly store: ObjectStore;
   readonly queues: JobQueues;
+  /** Serve the OHIF viewer from config.viewer.path at /viewer (the composition root decides per role). */
+  readonly viewer?: boolean;
 }
 
 /** The same, as seen by a route plugin. */

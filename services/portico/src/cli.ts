@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { loadConfig, maskedConfig, requireClusterBackends, ConfigError, settingsMarkdown, type PorticoConfig } from '@portico/config';
+import { loadConfig, maskedConfig, requireClusterBackends, ConfigError, settingsMarkdown, viewerEnabled, type PorticoConfig } from '@portico/config';
 import { createLogger, runShutdown, type Logger } from '@portico/logging';
 import { openDb, migrate } from '@portico/db';
 import { startDimseServer } from '@portico/dimse';
@@ -25,7 +25,8 @@ Roles:
                <dataDir>/objects. Set PORTICO_DATABASE_URL / PORTICO_REDIS_URL / PORTICO_S3_ENDPOINT
                to use external backends instead.
   dimse        DIMSE SCP (C-ECHO, C-STORE, C-FIND) on port 11112, AE title PORTICO
-  dicomweb     HTTP: STOW-RS, QIDO-RS, WADO-RS at /dicom-web, /livez, /readyz on port 8080
+  dicomweb     HTTP: STOW-RS, QIDO-RS, WADO-RS at /dicom-web, /livez, /readyz on port 8080; the OHIF
+               viewer at /viewer (on in standalone; PORTICO_VIEWER_ENABLED; fetch it with make viewer)
   worker       ingest pipeline (parse, index, move to final key)
   migrate      apply database migrations (under an advisory lock) and exit
 
@@ -121,7 +122,14 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
       steps.unshift(['worker', () => workers.close()]);
     }
     if (role === 'standalone' || role === 'dicomweb') {
-      const web = await startDicomweb({ config, log, db: backends.db, store: backends.store, queues: backends.queues });
+      const web = await startDicomweb({
+        config,
+        log,
+        db: backends.db,
+        store: backends.store,
+        queues: backends.queues,
+        viewer: viewerEnabled(config, role),
+      });
       steps.unshift(['dicomweb', () => web.close()]);
     }
     if (role === 'standalone' || role === 'dimse') {

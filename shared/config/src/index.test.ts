@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ConfigError, loadConfig, maskedConfig, requireClusterBackends, settingsMarkdown, SETTINGS } from './index.ts';
+import { ConfigError, loadConfig, maskedConfig, requireClusterBackends, settingsMarkdown, SETTINGS, viewerEnabled } from './index.ts';
 
 describe('loadConfig', () => {
   it('gives the documented defaults', () => {
@@ -41,6 +41,26 @@ describe('loadConfig', () => {
     expect(c.http.port).toBe(9001);
     writeFileSync(file, 'dimse:\n  prot: 104\n');
     expect(() => loadConfig({ env: {}, file })).toThrow(/unknown setting "dimse.prot"/);
+  });
+
+  it('serves the viewer in standalone unless switched off, and in the dicomweb role only when switched on', () => {
+    const unset = loadConfig({ env: {} });
+    expect(unset.viewer.enabled).toBeUndefined();
+    expect(unset.viewer.path).toBe('./.viewer/dist');
+    expect(viewerEnabled(unset, 'standalone')).toBe(true);
+    expect(viewerEnabled(unset, 'dicomweb')).toBe(false);
+    const off = loadConfig({ env: { PORTICO_VIEWER_ENABLED: 'false' } });
+    expect(viewerEnabled(off, 'standalone')).toBe(false);
+    const on = loadConfig({ env: { PORTICO_VIEWER_ENABLED: 'true', PORTICO_VIEWER_PATH: '/opt/ohif' } });
+    expect(viewerEnabled(on, 'dicomweb')).toBe(true);
+    expect(on.viewer.path).toBe('/opt/ohif');
+    expect(() => loadConfig({ env: { PORTICO_VIEWER_ENABLED: 'maybe' } })).toThrow(/PORTICO_VIEWER_ENABLED/);
+  });
+
+  it('refuses a DICOMweb root under the viewer mount', () => {
+    expect(() => loadConfig({ env: { PORTICO_DICOMWEB_ROOT: '/viewer/dicom-web' } })).toThrow(/must not lie under \/viewer/);
+    expect(() => loadConfig({ env: { PORTICO_DICOMWEB_ROOT: '/viewer' } })).toThrow(/must not lie under \/viewer/);
+    expect(loadConfig({ env: { PORTICO_DICOMWEB_ROOT: '/viewers' } }).http.dicomwebRoot).toBe('/viewers');
   });
 
   it('masks secrets for --print-config', () => {

@@ -33,6 +33,8 @@ export interface PorticoConfig {
     readonly qidoDefaultLimit: number;
     readonly qidoMaxLimit: number;
   };
+  /** `enabled` unset: the role decides (see {@link viewerEnabled}). */
+  readonly viewer: { readonly enabled?: boolean; readonly path: string };
   readonly database: { readonly url?: string; readonly embeddedPort: number; readonly poolSize: number };
   readonly queue: {
     readonly redisUrl?: string;
@@ -145,6 +147,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): PorticoConfig {
   if (problems.length === 0) {
     const q = config.http;
     if (q.qidoDefaultLimit > q.qidoMaxLimit) problems.push('PORTICO_QIDO_DEFAULT_LIMIT must not exceed PORTICO_QIDO_MAX_LIMIT');
+    if (config.http.dicomwebRoot === VIEWER_MOUNT || config.http.dicomwebRoot.startsWith(`${VIEWER_MOUNT}/`))
+      problems.push(`PORTICO_DICOMWEB_ROOT must not lie under ${VIEWER_MOUNT}, where the viewer is served`);
     const o = config.objects;
     if (o.s3Endpoint && (!o.s3AccessKey || !o.s3SecretKey))
       problems.push('PORTICO_S3_ENDPOINT is set: PORTICO_S3_ACCESS_KEY and PORTICO_S3_SECRET_KEY are required');
@@ -183,6 +187,14 @@ function maskUrl(url: string): string {
   } catch {
     return '********';
   }
+}
+
+/** Where the OHIF viewer is served (fixed: its bundle's public path is rewritten to it). */
+export const VIEWER_MOUNT = '/viewer';
+
+/** Whether this role serves the viewer: PORTICO_VIEWER_ENABLED when set, else on in standalone only. */
+export function viewerEnabled(config: PorticoConfig, role: string): boolean {
+  return config.viewer.enabled ?? role === 'standalone';
 }
 
 /** Object store folder in effect (standalone default: dataDir/objects). */

@@ -111,6 +111,19 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'QIDO-RS results when the request has no limit.',
   },
   { path: 'http.qidoMaxLimit', env: 'PORTICO_QIDO_MAX_LIMIT', schema: positiveInt, default: 10000, doc: 'Largest limit a QIDO-RS request may ask for.' },
+  {
+    path: 'viewer.enabled',
+    env: 'PORTICO_VIEWER_ENABLED',
+    schema: bool.optional(),
+    doc: 'Serve the OHIF viewer at /viewer, configured for our own DICOMweb root. Unset: on in standalone, off in the `dicomweb` role.',
+  },
+  {
+    path: 'viewer.path',
+    env: 'PORTICO_VIEWER_PATH',
+    schema: z.string().min(1),
+    default: './.viewer/dist',
+    doc: 'Folder of the prebuilt OHIF bundle (`dist/` of the npm package @ohif/app; `make viewer` fetches it there).',
+  },
 
   {
     path: 'database.url',
