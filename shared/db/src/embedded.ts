@@ -29,6 +29,22 @@ function parentPid(pid: number): number | undefined {
   }
 }
 
+/**
+ * Whether the server's parent is a running Portico (a Node process). When Portico is killed, its
+ * PostgreSQL is re-parented to PID 1 — or, in containers and job runners, to a subreaper such as tini or
+ * a shell: a parent that is not Node means the server is an orphan of ours.
+ */
+function parentIsPortico(pid: number): boolean {
+  const ppid = parentPid(pid);
+  if (ppid === undefined || ppid === 1) return false;
+  try {
+    const argv = readFileSync(`/proc/${ppid}/cmdline`, 'utf8').split('\0');
+    return /(^|\/)node(js)?$|portico/.test(argv[0] ?? '') || argv.some((a) => /portico|cli\.ts$/.test(a));
+  } catch {
+    return false;
+  }
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -47,9 +63,9 @@ export async function startEmbeddedPostgres(opts: { dir: string; port: number; l
   if (existsSync(pidFile)) {
     const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
     if (Number.isFinite(pid) && pidAlive(pid)) {
-      // A server whose parent is gone (Portico was killed with -9) is an orphan of ours: stop it. One with a
-      // live parent belongs to another running Portico on this data folder.
-      if (parentPid(pid) !== 1) throw new Error(`embedded PostgreSQL in ${dir} is already running (pid ${pid}): is another Portico using this data folder?`);
+      // A server whose parent is gone (Portico was killed with -9) is an orphan of ours: stop it. One whose
+      // parent is a live Portico belongs to another Portico running on this data folder.
+      if (parentIsPortico(pid)) throw new Error(`embedded PostgreSQL in ${dir} is already running (pid ${pid}): is another Portico using this data folder?`);
       opts.log.warn({ pid }, 'stopping an orphaned embedded PostgreSQL left by a killed Portico');
       process.kill(pid, 'SIGINT');
       for (let i = 0; i < 300 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
