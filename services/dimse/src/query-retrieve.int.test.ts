@@ -1,10 +1,13 @@
 /**
- * C-FIND SCP against dcmtk findscu: instances go in over DIMSE (dcmsend), the real worker indexes them
- * in PostgreSQL, and findscu queries the Patient Root and Study Root models. Responses are extracted
- * to files (`findscu -X`) and read back with dcmdump, so what is checked is what went over the wire.
+ * C-FIND and C-MOVE SCP against dcmtk: instances go in over DIMSE (dcmsend), the real worker indexes
+ * them in PostgreSQL; findscu queries the Patient Root and Study Root models (responses extracted to
+ * files with `findscu -X` and read back with dcmdump, so what is checked is what went over the wire);
+ * movescu retrieves to a dcmtk storescp named in a nodes file, whose files are compared byte for byte
+ * with what was sent.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '@portico/config';
@@ -13,7 +16,7 @@ import { openObjectStore } from '@portico/storage';
 import { openJobQueues, type JobQueues, type JobWorkers } from '@portico/jobs';
 import { migrate, openDb, type Db } from '@portico/db';
 import { startWorker } from '@portico/worker';
-import { corpusDir, corpusManifest, createTestDatabase, run, syntheticInstance, testUid } from '@portico/testing';
+import { corpusDir, corpusManifest, createTestDatabase, freePort, run, syntheticInstance, testUid } from '@portico/testing';
 import { startDimseServer, type DimseServer } from './scp.ts';
 
 const log = createLogger({ service: 'c-find-test', level: 'silent' });
@@ -35,13 +38,22 @@ const seriesUid = (s: number, se: number): string => testUid('cfind-series', `${
 /** One response data set per file of `findscu -X`, as `tag → value` (dcmdump text values). */
 type Answer = Record<string, string>;
 
-describe('C-FIND SCP with findscu', () => {
+/** The data set bytes of a Part-10 file (after the File Meta group). */
+function datasetBytes(file: string): Buffer {
+  const b = readFileSync(file);
+  return b.subarray(144 + b.readUInt32LE(140));
+}
+
+describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
   let server: DimseServer;
   let db: Db;
   let queues: JobQueues;
   let workers: JobWorkers;
   let drop: () => Promise<void>;
+  let storescp: ChildProcess;
   const work = mkdtempSync(path.join(tmpdir(), 'cfind-'));
+  const received = path.join(work, 'received');
+  const sentFiles = new Map<string, string>();
 
   async function find(model: '-P' | '-S', keys: string[], extra: string[] = []): Promise<{ answers: Answer[]; output: string }> {
     const out = mkdtempSync(path.join(work, 'rsp-'));
@@ -73,13 +85,28 @@ describe('C-FIND SCP with findscu', () => {
     const store = await openObjectStore({ kind: 'fs', root: mkdtempSync(path.join(tmpdir(), 'cfind-objects-')) });
     queues = await openJobQueues({ kind: 'postgres', url: testDb.url, schema: 'bullmq' }, log);
     workers = await startWorker({ db, store, queues, log, concurrency: 4 });
-    const config = loadConfig({ env: {}, overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1' } });
+    const storescpPort = await freePort();
+    const deadPort = await freePort();
+    await import('node:fs/promises').then((fs) => fs.mkdir(received));
+    storescp = spawn('storescp', ['-aet', 'STORESCP', '-od', received, '+B', String(storescpPort)], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    const nodesFile = path.join(work, 'nodes.yml');
+    writeFileSync(
+      nodesFile,
+      `nodes:\n  - { aeTitle: STORESCP, host: 127.0.0.1, port: ${storescpPort} }\n  - { aeTitle: DOWN, host: 127.0.0.1, port: ${deadPort} }\n`,
+    );
+    const config = loadConfig({
+      env: {},
+      overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1', 'dimse.nodesFile': nodesFile, 'dimse.scuTimeoutMs': 10_000 },
+    });
     server = await startDimseServer({ config, log, store, queues, db });
 
     const files = path.join(work, 'send');
     let n = 0;
-    const write = (opts: Parameters<typeof syntheticInstance>[0]): void =>
-      writeFileSync(path.join(files, `${String(n++).padStart(4, '0')}.dcm`), syntheticInstance({ rows: 16, columns: 16, ...opts }));
+    const write = (opts: Parameters<typeof syntheticInstance>[0]): void => {
+      const file = path.join(files, `${String(n++).padStart(4, '0')}.dcm`);
+      writeFileSync(file, syntheticInstance({ rows: 16, columns: 16, ...opts }));
+      sentFiles.set(opts.sopInstanceUid, file);
+    };
     await import('node:fs/promises').then((fs) => fs.mkdir(files));
     STUDIES.forEach((st, s) => {
       for (let se = 0; se < SERIES_PER_STUDY; se++)
@@ -125,6 +152,7 @@ describe('C-FIND SCP with findscu', () => {
   });
 
   afterAll(async () => {
+    storescp?.kill();
     await server?.close(1000);
     await workers?.close();
     await queues?.close();
@@ -229,5 +257,45 @@ describe('C-FIND SCP with findscu', () => {
     expect(keyBelowLevel.answers).toEqual([]);
     const badDate = await find('-S', ['QueryRetrieveLevel=STUDY', 'StudyDate=2021-13-45x']);
     expect(badDate.output).toMatch(/DataSetDoesNotMatchSOPClass|a900/i);
+  });
+
+  /** movescu's output; its exit code is 0 only for a successful move (it exits 69 on a failure status). */
+  async function move(keys: string[], destination = 'STORESCP', expectSuccess = true): Promise<string> {
+    const args = ['-v', '-S', '-aec', 'PORTICO', '-aem', destination, '127.0.0.1', String(server.port)];
+    for (const k of keys) args.push('-k', k);
+    const r = await run('movescu', args, { env, timeoutMs: 120_000 });
+    if (expectSuccess) expect(r.code, r.stderr).toBe(0);
+    return `${r.stdout}${r.stderr}`;
+  }
+  const receivedNow = (): string[] => readdirSync(received).filter((f) => !f.startsWith('.'));
+
+  it('C-MOVE of a study to storescp: every instance arrives with the data set bytes as sent', async () => {
+    const before = new Set(receivedNow());
+    const out = await move(['QueryRetrieveLevel=STUDY', `StudyInstanceUID=${studyUid(2)}`]);
+    expect(out).toMatch(/Final Move Response \(Success\)/);
+    expect(out.match(/Move Response \d+ \(Pending\)/g)?.length).toBe(SERIES_PER_STUDY * INSTANCES_PER_SERIES - 1);
+    const arrived = receivedNow().filter((f) => !before.has(f));
+    expect(arrived).toHaveLength(SERIES_PER_STUDY * INSTANCES_PER_SERIES);
+    for (const f of arrived) {
+      const sop = f.replace(/^[A-Z]{2}\./, '');
+      expect(datasetBytes(path.join(received, f)).equals(datasetBytes(sentFiles.get(sop)!)), f).toBe(true);
+    }
+  });
+
+  it('C-MOVE at SERIES and IMAGE level (UID lists)', async () => {
+    const before = receivedNow().length;
+    await move(['QueryRetrieveLevel=SERIES', `StudyInstanceUID=${studyUid(0)}`, `SeriesInstanceUID=${seriesUid(0, 1)}`]);
+    expect(receivedNow().length - before).toBe(INSTANCES_PER_SERIES);
+    const sops = [testUid('cfind-sop', '1.0.0'), testUid('cfind-sop', '1.1.2')];
+    const out = await move(['QueryRetrieveLevel=IMAGE', `StudyInstanceUID=${studyUid(1)}`, `SOPInstanceUID=${sops.join('\\')}`]);
+    expect(out).toMatch(/Final Move Response \(Success\)/);
+    expect(receivedNow().filter((f) => sops.some((s) => f.endsWith(s)))).toHaveLength(2);
+  });
+
+  it('C-MOVE failures: unknown destination 0xA801, unreachable destination 0xA702, missing unique key 0xA900', async () => {
+    expect(await move(['QueryRetrieveLevel=STUDY', `StudyInstanceUID=${studyUid(0)}`], 'NOWHERE', false)).toMatch(/MoveDestinationUnknown|a801/i);
+    const down = await move(['QueryRetrieveLevel=STUDY', `StudyInstanceUID=${studyUid(0)}`], 'DOWN', false);
+    expect(down).toMatch(/OutOfResourcesSubOperations|a702/i);
+    expect(await move(['QueryRetrieveLevel=SERIES', `StudyInstanceUID=${studyUid(0)}`], 'STORESCP', false)).toMatch(/DataSetDoesNotMatchSOPClass|a900/i);
   });
 });

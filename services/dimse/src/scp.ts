@@ -19,13 +19,16 @@ import type { JobQueues } from '@portico/jobs';
 import type { Db } from '@portico/db';
 import { decideContext } from './presentation.ts';
 import { runFind, PATIENT_ROOT_FIND } from './c-find.ts';
+import { runMove, PATIENT_ROOT_MOVE } from './c-move.ts';
+import { sendPDataTf } from './store-scu.ts';
+import { loadNodes } from '@portico/config';
 import type { JsonDataset } from './find-match.ts';
 import { StoreSink } from './c-store.ts';
 import { PduReader } from './pdu-reader.ts';
 import { PORTICO_IMPLEMENTATION_CLASS_UID, PORTICO_IMPLEMENTATION_VERSION_NAME } from '@portico/dicom';
 
 const { Scp, Dataset, log: dimseLog } = dimse;
-const { CEchoResponse, CStoreResponse, CFindResponse } = dimse.responses;
+const { CEchoResponse, CStoreResponse, CFindResponse, CMoveResponse } = dimse.responses;
 const { DicomMetaDictionary } = dcmjs.data;
 const { PresentationContextResult, RejectResult, RejectSource, RejectReason, Status } = dimse.constants;
 
@@ -34,6 +37,7 @@ type DimsePresentationContext = InstanceType<typeof dimse.association.Presentati
 type CStoreRequest = InstanceType<typeof dimse.requests.CStoreRequest>;
 type CEchoRequest = InstanceType<typeof dimse.requests.CEchoRequest>;
 type CFindRequest = InstanceType<typeof dimse.requests.CFindRequest>;
+type CMoveRequest = InstanceType<typeof dimse.requests.CMoveRequest>;
 type CCancelRequest = InstanceType<typeof dimse.requests.CCancelRequest>;
 type DimseDataset = InstanceType<typeof dimse.Dataset>;
 
@@ -71,6 +75,8 @@ export interface DimseServer {
 /** Starts listening; resolves once bound. */
 export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
   const { config, log } = deps;
+  // The known nodes (C-MOVE destinations); a bad file stops the start here.
+  const nodes = loadNodes(config.dimse.nodesFile);
   // dcmjs-dimse logs every PDU at info through loglevel; our own logs say what matters.
   dimseLog.setLevel('silent');
   const sockets = new Set<net.Socket>();
@@ -108,6 +114,11 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         internals.statistics.addBytesReceived(chunk.length);
         reader.push(chunk);
       });
+    }
+
+    _sendPDataTF(command: Parameters<typeof sendPDataTf>[1], pcId: number, maxPdu: number): void {
+      const base = (Scp.prototype as unknown as { _sendPDataTF: (c: unknown, p: number, m: number) => void })._sendPDataTF;
+      sendPDataTf(this, command, pcId, maxPdu, () => base.call(this, command, pcId, maxPdu));
     }
 
     override associationRequested(association: DimseAssociation): void {
@@ -207,6 +218,66 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
           respond(outcome.status, undefined, 'errorComment' in outcome ? outcome.errorComment : undefined);
         })
         .catch((err: unknown) => this.alog.error({ err: (err as Error).message }, 'C-FIND response could not be sent'));
+    }
+
+    override cMoveRequest(request: CMoveRequest, callback: (responses: Array<InstanceType<typeof CMoveResponse>>) => void): void {
+      const messageId = request.getMessageId();
+      const model = request.getAffectedSopClassUid() === PATIENT_ROOT_MOVE ? 'patient' : 'study';
+      const destination = String((request.getCommandDataset() as unknown as { getElement(k: string): unknown }).getElement('MoveDestination') ?? '');
+      const context = this.association?.getAcceptedPresentationContextFromRequest(request);
+      const internals = this as unknown as DimseNetworkInternals;
+      const started = performance.now();
+      const build = (status: number, counts: { remaining: number; completed: number; failed: number; warning: number }): InstanceType<typeof CMoveResponse> => {
+        const response = CMoveResponse.fromRequest(request);
+        response.setStatus(status);
+        if (status !== 0x0000 || counts.remaining > 0) response.setRemaining(counts.remaining);
+        response.setCompleted(counts.completed);
+        response.setFailures(counts.failed);
+        response.setWarnings(counts.warning);
+        return response;
+      };
+      let identifier: JsonDataset;
+      try {
+        identifier = DicomMetaDictionary.denaturalizeDataset(request.getDataset()?.getElements() ?? {}) as JsonDataset;
+      } catch {
+        callback([build(0xa900, { remaining: 0, completed: 0, failed: 0, warning: 0 })]);
+        return;
+      }
+      void runMove(
+        {
+          db: deps.db,
+          store: deps.store,
+          nodes,
+          log: this.alog,
+          aeTitle: config.dimse.aeTitle,
+          maxPduLength: config.dimse.maxPduLength,
+          timeoutMs: config.dimse.scuTimeoutMs,
+          originator: { aeTitle: this.association?.getCallingAeTitle().trim() ?? '', messageId },
+          cancelled: () => this.cancelled.has(messageId),
+          onProgress: (counts) => {
+            if (context) internals._sendDimse({ context, command: build(0xff00, counts) });
+          },
+        },
+        model,
+        identifier,
+        destination,
+      )
+        .then((outcome) => {
+          this.cancelled.delete(messageId);
+          this.alog.info(
+            { destination: destination.trim(), status: `0x${outcome.status.toString(16)}`, ...outcome.counts, ms: Math.round(performance.now() - started) },
+            'C-MOVE done',
+          );
+          const response = build(outcome.status, outcome.counts);
+          if (outcome.errorComment) response.setErrorComment(outcome.errorComment);
+          if (outcome.failedUids.length > 0) {
+            // Failed SOP Instance UID List (0008,0058), PS3.4 §C.4.2.1.3.2.
+            const ts = request.getDataset()?.getTransferSyntaxUid() ?? '1.2.840.10008.1.2';
+            response.setDataset(new Dataset({ FailedSOPInstanceUIDList: [...outcome.failedUids] }, ts));
+          }
+          callback([response]);
+        })
+        .catch((err: unknown) => this.alog.error({ err: (err as Error).message }, 'C-MOVE response could not be sent'));
     }
 
     override cCancelRequest(request: CCancelRequest): void {

@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { SETTINGS, type Setting } from './settings.ts';
 
 export { SETTINGS, type Setting } from './settings.ts';
+export { loadNodes, parseNodes, findNode, type DicomNode, type NodeService } from './nodes.ts';
 
 export interface PorticoConfig {
   readonly dataDir: string;
@@ -24,6 +25,8 @@ export interface PorticoConfig {
     readonly maxAssociations: number;
     readonly associationTimeoutMs: number;
     readonly idleTimeoutMs: number;
+    readonly nodesFile?: string;
+    readonly scuTimeoutMs: number;
   };
   readonly http: {
     readonly host: string;

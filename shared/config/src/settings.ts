@@ -86,6 +86,19 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'ARTIM: time allowed from TCP connect to A-ASSOCIATE-RQ.',
   },
   { path: 'dimse.idleTimeoutMs', env: 'PORTICO_DIMSE_IDLE_TIMEOUT_MS', schema: positiveInt, default: 120000, doc: 'Abort an association idle for this long.' },
+  {
+    path: 'dimse.nodesFile',
+    env: 'PORTICO_NODES_FILE',
+    schema: optionalString,
+    doc: 'YAML file of known DICOM nodes (AE title, host, port): the C-MOVE destinations. See docs/nodes.md.',
+  },
+  {
+    path: 'dimse.scuTimeoutMs',
+    env: 'PORTICO_DIMSE_SCU_TIMEOUT_MS',
+    schema: positiveInt,
+    default: 30000,
+    doc: 'Time allowed for an outgoing association (C-MOVE sub-operations) to connect, negotiate and answer each C-STORE.',
+  },
 
   { path: 'http.host', env: 'PORTICO_HTTP_HOST', schema: z.string().min(1), default: '0.0.0.0', doc: 'Address the HTTP server listens on.' },
   { path: 'http.port', env: 'PORTICO_HTTP_PORT', schema: port, default: 8080, doc: 'HTTP port for DICOMweb, /livez, /readyz.' },

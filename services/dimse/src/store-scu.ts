@@ -1,0 +1,310 @@
+/**
+ * C-STORE with the stored bytes as they are: the raw pass-through send path (C-MOVE, C-GET, export).
+ *
+ * dcmjs-dimse sends a data set by parsing it whole and writing it again (~8x slower than dcmtk, and the
+ * whole instance in memory). Here the data set bytes are read from the object store after the File Meta
+ * group and cut straight into P-DATA-TF PDVs, streaming, with socket back-pressure; only the command
+ * set is written by dcmjs-dimse. That is byte-for-byte what was received, so it is only used on a
+ * presentation context whose accepted transfer syntax is the stored one ({@link RawDataset}).
+ *
+ * {@link sendPDataTf} is the one hook: both our SCU network and the SCP (C-GET sub-operations on the
+ * SCP's own association) route dcmjs-dimse's `_sendPDataTF` through it.
+ */
+import net from 'node:net';
+import { once } from 'node:events';
+import dimse from 'dcmjs-dimse';
+import type { ObjectStore } from '@portico/storage';
+
+const { Scp } = dimse;
+const { CStoreRequest } = dimse.requests;
+const { Association } = dimse.association;
+const { PresentationContextResult } = dimse.constants;
+
+type DimseAssociation = InstanceType<typeof Association>;
+type CStoreRequestT = InstanceType<typeof CStoreRequest>;
+
+/** An instance to send as stored. */
+export interface StoredObject {
+  readonly sopClassUid: string;
+  readonly sopInstanceUid: string;
+  readonly transferSyntaxUid: string;
+  readonly objectKey: string;
+}
+
+/**
+ * Stands in for a dcmjs-dimse Dataset on a C-STORE request: answers the few questions dcmjs-dimse asks
+ * (SOP class and instance, transfer syntax) and carries where the bytes are.
+ */
+export class RawDataset {
+  readonly object: StoredObject;
+  readonly store: ObjectStore;
+  constructor(object: StoredObject, store: ObjectStore) {
+    this.object = object;
+    this.store = store;
+  }
+  getTransferSyntaxUid(): string {
+    return this.object.transferSyntaxUid;
+  }
+  setTransferSyntaxUid(): void {
+    throw new Error('a raw data set is sent in its stored transfer syntax only');
+  }
+  getElement(tag: string): string | undefined {
+    if (tag === 'SOPClassUID') return this.object.sopClassUid;
+    if (tag === 'SOPInstanceUID') return this.object.sopInstanceUid;
+    return undefined;
+  }
+  getElements(): Record<string, unknown> {
+    return { SOPClassUID: this.object.sopClassUid, SOPInstanceUID: this.object.sopInstanceUid };
+  }
+  toString(): string {
+    return `(raw ${this.object.sopInstanceUid})`;
+  }
+}
+
+/** A C-STORE-RQ whose data set is the stored object. */
+export function rawStoreRequest(object: StoredObject, store: ObjectStore, moveOriginator?: { aeTitle: string; messageId: number }): CStoreRequestT {
+  // dcmjs-dimse reads the UIDs from a real Dataset or a file only; an empty request is filled in here.
+  const request = new CStoreRequest(undefined as unknown as string);
+  request.setAffectedSopClassUid(object.sopClassUid);
+  request.setAffectedSopInstanceUid(object.sopInstanceUid);
+  request.setDataset(new RawDataset(object, store) as unknown as InstanceType<typeof dimse.Dataset>);
+  if (moveOriginator) {
+    // PS3.7 §9.1.1.1: a C-STORE sub-operation of a C-MOVE names who asked for it.
+    const cmd = request.getCommandDataset() as unknown as { setElement(keyword: string, value: unknown): void };
+    cmd.setElement('MoveOriginatorApplicationEntityTitle', moveOriginator.aeTitle);
+    cmd.setElement('MoveOriginatorMessageID', moveOriginator.messageId);
+  }
+  return request;
+}
+
+interface SendInternals {
+  socket: net.Socket;
+  statistics: { addBytesSent(n: number): void };
+  emit(event: string, ...args: unknown[]): boolean;
+}
+
+const PDATA_TF = 0x04;
+
+function pdu(pcId: number, command: boolean, last: boolean, data: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(12 + data.length);
+  out[0] = PDATA_TF;
+  out[1] = 0;
+  out.writeUInt32BE(6 + data.length, 2); // PDU length: one PDV item (4-byte length + 2 + data)
+  out.writeUInt32BE(2 + data.length, 6); // PDV item length
+  out[10] = pcId;
+  out[11] = (command ? 1 : 0) | (last ? 2 : 0);
+  data.copy(out, 12);
+  return out;
+}
+
+/** Where the data set starts in a Part-10 object: after the preamble, "DICM" and the File Meta group. */
+export function datasetOffset(head: Buffer): number {
+  if (head.length < 144 || head.toString('latin1', 128, 132) !== 'DICM') throw new Error('stored object is not a Part-10 file');
+  // (0002,0000) File Meta Information Group Length, UL, explicit VR little endian.
+  if (head.readUInt16LE(132) !== 0x0002 || head.readUInt16LE(134) !== 0x0000) throw new Error('stored object has no File Meta group length');
+  return 144 + head.readUInt32LE(140);
+}
+
+/**
+ * The `_sendPDataTF` replacement. A command whose data set is a {@link RawDataset} streams the stored
+ * bytes; anything else goes to dcmjs-dimse's own implementation (`fallback`).
+ */
+export function sendPDataTf(
+  network: unknown,
+  command: { getDataset(): unknown; getCommandDataset(): { getDenaturalizedCommandDataset(): Buffer }; raiseDoneEvent?: () => void },
+  pcId: number,
+  maxPduLength: number,
+  fallback: () => void,
+): void {
+  const ds = command.getDataset();
+  if (!(ds instanceof RawDataset)) return fallback();
+  const n = network as SendInternals;
+  const max = Math.max(4096, Math.min(maxPduLength === 0 ? 4 * 1024 * 1024 : maxPduLength, 4 * 1024 * 1024)) - 6;
+  const write = async (buf: Buffer): Promise<void> => {
+    n.statistics.addBytesSent(buf.length);
+    if (!n.socket.write(buf)) await once(n.socket, 'drain');
+  };
+  void (async () => {
+    await write(pdu(pcId, true, true, command.getCommandDataset().getDenaturalizedCommandDataset()));
+    const stream = await ds.store.get(ds.object.objectKey);
+    let head: Buffer | undefined = Buffer.alloc(0);
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let data = chunk;
+      if (head) {
+        head = Buffer.concat([head, data]);
+        if (head.length < 144) continue;
+        const start = datasetOffset(head);
+        if (head.length < start) continue;
+        data = head.subarray(start);
+        head = undefined;
+      }
+      pending.push(data);
+      pendingBytes += data.length;
+      // A PDV is cut only once more bytes follow, so the last one can carry the "last fragment" flag.
+      while (pendingBytes > max) {
+        const joined = Buffer.concat(pending, pendingBytes);
+        await write(pdu(pcId, false, false, joined.subarray(0, max)));
+        pending = [joined.subarray(max)];
+        pendingBytes -= max;
+      }
+    }
+    if (head) throw new Error('stored object ends inside its File Meta group');
+    await write(pdu(pcId, false, true, Buffer.concat(pending, pendingBytes)));
+  })().catch((err: unknown) => {
+    // The association cannot carry on with half a data set: abort it; the request fails.
+    n.emit('networkError', new Error(`sending ${ds.object.sopInstanceUid}: ${(err as Error).message}`));
+    n.socket.destroy();
+  });
+}
+
+/** Transfer syntaxes proposed for a stored instance: its own first, then, when it is uncompressed, the others. */
+const UNCOMPRESSED = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2'];
+
+/** dcmjs-dimse's network class (the base of its Scp); its client API is built on it. */
+type NetworkCtor = new (
+  socket: net.Socket,
+  opts: Record<string, unknown>,
+) => {
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  sendAssociationRequest(association: DimseAssociation): void;
+  sendAssociationReleaseRequest(): void;
+  sendAbort(): void;
+  sendRequests(requests: unknown[]): void;
+  association: DimseAssociation | undefined;
+};
+const Network = Object.getPrototypeOf(Scp) as NetworkCtor;
+
+class RawNetwork extends Network {
+  _sendPDataTF(command: Parameters<typeof sendPDataTf>[1], pcId: number, maxPdu: number): void {
+    const base = (Network.prototype as unknown as { _sendPDataTF: (c: unknown, p: number, m: number) => void })._sendPDataTF;
+    sendPDataTf(this, command, pcId, maxPdu, () => base.call(this, command, pcId, maxPdu));
+  }
+}
+
+export interface ScuOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly callingAeTitle: string;
+  readonly calledAeTitle: string;
+  readonly maxPduLength: number;
+  readonly timeoutMs: number;
+}
+
+export interface StoreOutcomeScu {
+  readonly status: number;
+  readonly errorComment?: string;
+}
+
+/**
+ * One association to a C-STORE SCP, negotiated for a set of (SOP class, transfer syntax) pairs; sends
+ * instances one after the other, as stored.
+ */
+export class StoreScu {
+  private readonly network: InstanceType<typeof RawNetwork>;
+  private readonly socket: net.Socket;
+  private closed: Promise<void>;
+  private failure: Error | undefined;
+
+  private constructor(socket: net.Socket, network: InstanceType<typeof RawNetwork>) {
+    this.socket = socket;
+    this.network = network;
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    network.on('networkError', (err: Error) => {
+      this.failure = err;
+    });
+  }
+
+  /** Connects and negotiates; rejects when the peer cannot be reached or rejects the association. */
+  static async open(opts: ScuOptions, objects: readonly Pick<StoredObject, 'sopClassUid' | 'transferSyntaxUid'>[]): Promise<StoreScu> {
+    const association = new Association(opts.callingAeTitle, opts.calledAeTitle);
+    association.setMaxPduLength(opts.maxPduLength);
+    const seen = new Set<string>();
+    for (const o of objects) {
+      const key = `${o.sopClassUid} ${o.transferSyntaxUid}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const pcId = association.addPresentationContext(o.sopClassUid);
+      for (const ts of [o.transferSyntaxUid, ...UNCOMPRESSED.filter((t) => t !== o.transferSyntaxUid && UNCOMPRESSED.includes(o.transferSyntaxUid))])
+        association.addTransferSyntaxToPresentationContext(pcId, ts);
+    }
+    if (seen.size > 127) throw new Error(`${seen.size} SOP class / transfer syntax pairs do not fit one association (128 presentation contexts)`);
+    const socket = net.connect({ host: opts.host, port: opts.port });
+    socket.setNoDelay(true);
+    const network = new RawNetwork(socket, { connectTimeout: opts.timeoutMs, associationTimeout: opts.timeoutMs, pduTimeout: opts.timeoutMs });
+    const scu = new StoreScu(socket, network);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`association with ${opts.calledAeTitle} timed out`)), opts.timeoutMs);
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(err);
+      };
+      socket.once('error', fail);
+      network.on('connect', () => network.sendAssociationRequest(association));
+      network.on('associationAccepted', () => {
+        clearTimeout(timer);
+        socket.off('error', fail);
+        socket.on('error', () => undefined);
+        resolve();
+      });
+      network.on('associationRejected', () => fail(new Error(`${opts.calledAeTitle} rejected the association`)));
+      network.on('networkError', (err: Error) => fail(err));
+    });
+    return scu;
+  }
+
+  /** The transfer syntax the peer accepted for this SOP class and stored syntax, if any. */
+  acceptedSyntax(object: Pick<StoredObject, 'sopClassUid' | 'transferSyntaxUid'>): string | undefined {
+    const association = this.network.association!;
+    let fallback: string | undefined;
+    for (const { id } of association.getPresentationContexts()) {
+      const pc = association.getPresentationContext(id);
+      if (pc.getAbstractSyntaxUid() !== object.sopClassUid || pc.getResult() !== PresentationContextResult.Accept) continue;
+      const ts = pc.getAcceptedTransferSyntaxUid();
+      if (ts === object.transferSyntaxUid) return ts;
+      fallback ??= ts;
+    }
+    return fallback;
+  }
+
+  /** Sends one instance; resolves with the peer's status (never rejects on a failure status). */
+  async send(object: StoredObject, store: ObjectStore, moveOriginator?: { aeTitle: string; messageId: number }): Promise<StoreOutcomeScu> {
+    if (this.failure) throw this.failure;
+    const accepted = this.acceptedSyntax(object);
+    if (accepted === undefined) return { status: 0x0122, errorComment: 'SOP class not accepted by the destination' };
+    if (accepted !== object.transferSyntaxUid) {
+      // Conversion between syntaxes lands with transcoding; until then such an instance is a failed sub-operation.
+      return { status: 0xa702, errorComment: `destination does not accept ${object.transferSyntaxUid}` };
+    }
+    const request = rawStoreRequest(object, store, moveOriginator);
+    const response = new Promise<StoreOutcomeScu>((resolve, reject) => {
+      request.on('response', (r: { getStatus(): number; getErrorComment(): string | undefined }) => {
+        const comment = r.getErrorComment();
+        resolve(comment ? { status: r.getStatus(), errorComment: comment } : { status: r.getStatus() });
+      });
+      void this.closed.then(() => reject(this.failure ?? new Error('association closed before the C-STORE response')));
+    });
+    this.network.sendRequests([request]);
+    return response;
+  }
+
+  /** A-RELEASE, then waits for the connection to close. */
+  async release(): Promise<void> {
+    if (this.socket.destroyed) return;
+    this.network.sendAssociationReleaseRequest();
+    const timer = setTimeout(() => this.socket.destroy(), 5000);
+    this.network.on('associationReleaseResponse', () => this.socket.end());
+    await this.closed;
+    clearTimeout(timer);
+  }
+
+  abort(): void {
+    try {
+      this.network.sendAbort();
+    } finally {
+      this.socket.destroy();
+    }
+  }
+}

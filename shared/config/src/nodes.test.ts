@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { findNode, parseNodes } from './nodes.ts';
+
+describe('nodes file', () => {
+  it('parses nodes with default services and finds them by AE title', () => {
+    const nodes = parseNodes(
+      'nodes:\n  - aeTitle: PACS1\n    host: 10.0.0.1\n    port: 104\n  - { aeTitle: WS, host: ws, port: 11112, services: [find, move] }\n',
+    );
+    expect(nodes).toHaveLength(2);
+    expect(nodes[0]!.services).toContain('store');
+    expect(findNode(nodes, 'WS  ')?.services).toEqual(['find', 'move']);
+    expect(findNode(nodes, 'OTHER')).toBeUndefined();
+    expect(parseNodes('')).toEqual([]);
+  });
+
+  it('names the entry and the reason of a bad file', () => {
+    expect(() => parseNodes('nodes:\n  - { aeTitle: PACS1, host: h, port: 0 }\n', 'n.yml')).toThrow(/n\.yml: \.nodes\[0\]\.port/);
+    expect(() => parseNodes('nodes:\n  - { aeTitle: "A\\\\B", host: h, port: 104 }\n')).toThrow(/aeTitle/);
+    expect(() => parseNodes('nodes:\n  - { aeTitle: X, host: h, port: 104, colour: red }\n')).toThrow(/colour/);
+    expect(() => parseNodes('nodes:\n  - { aeTitle: X, host: h, port: 104 }\n  - { aeTitle: X, host: i, port: 105 }\n')).toThrow(/listed twice/);
+    expect(() => parseNodes('nodes: [\n')).toThrow(/not YAML/);
+  });
+});
