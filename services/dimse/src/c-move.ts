@@ -1,11 +1,12 @@
 /**
- * C-MOVE SCP (PS3.4 §C.4.2), Patient Root and Study Root.
+ * C-MOVE and C-GET SCP (PS3.4 §C.4.2, §C.4.3), Patient Root and Study Root.
  *
  * The identifier's unique keys select the instances (@portico/db findRetrieveSet); the Move Destination
  * is looked up in the nodes file (unknown: 0xA801); one new association to it carries the C-STORE
  * sub-operations, each sending the stored bytes as they are (store-scu.ts). After every sub-operation a
  * pending C-MOVE-RSP reports Remaining / Completed / Failed / Warning. C-CANCEL stops before the next
- * sub-operation (0xFE00).
+ * sub-operation (0xFE00). C-GET is the same with the sub-operations on the requester's own association
+ * (the SCP side opens its sink in scp.ts).
  *
  * Final status: 0x0000 all completed; 0xB000 some failed or had warnings; 0xA702 none completed
  * (destination unreachable, every sub-operation failed); 0xA801 unknown destination; 0xA900 identifier
@@ -21,6 +22,14 @@ import { StoreScu } from './store-scu.ts';
 
 export const PATIENT_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.1.2';
 export const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
+export const PATIENT_ROOT_GET = '1.2.840.10008.5.1.4.1.2.1.3';
+export const STUDY_ROOT_GET = '1.2.840.10008.5.1.4.1.2.2.3';
+
+/** Where sub-operations go: a new association (C-MOVE) or the requester's own (C-GET). */
+export interface SubOperationSink {
+  send(item: RetrieveItem): Promise<{ status: number }>;
+  close(): Promise<void>;
+}
 
 export interface SubOperationCounts {
   remaining: number;
@@ -75,17 +84,20 @@ export function isWarning(status: number): boolean {
   return (status & 0xf000) === 0xb000;
 }
 
-export interface MoveRun {
+export interface RetrieveRun {
   readonly db: Db;
+  readonly log: Logger;
+  readonly onProgress: (counts: SubOperationCounts) => void;
+  readonly cancelled: () => boolean;
+}
+
+export interface MoveRun extends RetrieveRun {
   readonly store: ObjectStore;
   readonly nodes: readonly DicomNode[];
-  readonly log: Logger;
   readonly aeTitle: string;
   readonly maxPduLength: number;
   readonly timeoutMs: number;
   readonly originator: { readonly aeTitle: string; readonly messageId: number };
-  readonly onProgress: (counts: SubOperationCounts) => void;
-  readonly cancelled: () => boolean;
 }
 
 /** Runs one C-MOVE; never rejects. */
@@ -97,6 +109,41 @@ export async function runMove(run: MoveRun, model: 'patient' | 'study', identifi
     // A node listed without 'store' does not take instances from us.
     return { status: 0xa801, counts, failedUids: [], errorComment: `${node.aeTitle} does not accept stores` };
   }
+  return runRetrieve(run, model, identifier, async (items) => {
+    try {
+      const scu = await StoreScu.open(
+        {
+          host: node.host,
+          port: node.port,
+          callingAeTitle: run.aeTitle,
+          calledAeTitle: node.aeTitle,
+          maxPduLength: run.maxPduLength,
+          timeoutMs: run.timeoutMs,
+        },
+        items,
+      );
+      return {
+        send: (item) => scu.send(item, run.store, run.originator),
+        close: () => scu.release().catch(() => scu.abort()),
+      };
+    } catch (err) {
+      run.log.warn({ destination: node.aeTitle, err: (err as Error).message }, 'C-MOVE: cannot open an association to the destination');
+      return undefined;
+    }
+  });
+}
+
+/**
+ * The common part of C-MOVE and C-GET: select, open the sink, run the sub-operations one by one with a
+ * progress report after each, and decide the final status. Never rejects.
+ */
+export async function runRetrieve(
+  run: RetrieveRun,
+  model: 'patient' | 'study',
+  identifier: JsonDataset,
+  openSink: (items: RetrieveItem[]) => Promise<SubOperationSink | undefined>,
+): Promise<RetrieveOutcome> {
+  const counts: SubOperationCounts = { remaining: 0, completed: 0, failed: 0, warning: 0 };
   let keys: RetrieveKeys;
   try {
     keys = retrieveKeys(identifier, model);
@@ -107,28 +154,22 @@ export async function runMove(run: MoveRun, model: 'patient' | 'study', identifi
   try {
     items = await findRetrieveSet(run.db, keys);
   } catch (err) {
-    run.log.error({ err: (err as Error).message }, 'C-MOVE: index query failed');
+    run.log.error({ err: (err as Error).message }, 'retrieve: index query failed');
     return { status: 0xa701, counts, failedUids: [], errorComment: 'index unavailable' };
   }
   counts.remaining = items.length;
   if (items.length === 0) return { status: 0x0000, counts, failedUids: [] };
 
-  const failedUids: string[] = [];
-  let scu: StoreScu;
-  try {
-    scu = await StoreScu.open(
-      { host: node.host, port: node.port, callingAeTitle: run.aeTitle, calledAeTitle: node.aeTitle, maxPduLength: run.maxPduLength, timeoutMs: run.timeoutMs },
-      items,
-    );
-  } catch (err) {
-    run.log.warn({ destination: node.aeTitle, err: (err as Error).message }, 'C-MOVE: cannot open an association to the destination');
+  const sink = await openSink(items);
+  if (!sink) {
     return {
       status: 0xa702,
       counts: { remaining: 0, completed: 0, failed: items.length, warning: 0 },
       failedUids: items.map((i) => i.sopInstanceUid),
-      errorComment: `cannot reach ${node.aeTitle}`.slice(0, 64),
+      errorComment: 'cannot open an association to the destination',
     };
   }
+  const failedUids: string[] = [];
   let cancelled = false;
   try {
     for (const item of items) {
@@ -138,9 +179,9 @@ export async function runMove(run: MoveRun, model: 'patient' | 'study', identifi
       }
       let status: number;
       try {
-        status = (await scu.send(item, run.store, run.originator)).status;
+        status = (await sink.send(item)).status;
       } catch (err) {
-        run.log.warn({ sopInstanceUid: item.sopInstanceUid, err: (err as Error).message }, 'C-MOVE sub-operation failed');
+        run.log.warn({ sopInstanceUid: item.sopInstanceUid, err: (err as Error).message }, 'retrieve sub-operation failed');
         status = 0xa702;
       }
       counts.remaining--;
@@ -153,7 +194,7 @@ export async function runMove(run: MoveRun, model: 'patient' | 'study', identifi
       if (counts.remaining > 0) run.onProgress({ ...counts });
     }
   } finally {
-    await scu.release().catch(() => scu.abort());
+    await sink.close();
   }
   // On cancel the sub-operations not attempted stay in Remaining (PS3.4 §C.4.2.1.4).
   return { status: finalStatus(counts, cancelled), counts, failedUids };

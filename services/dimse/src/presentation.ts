@@ -10,12 +10,14 @@ import { STORAGE_SOP_CLASSES } from '@portico/dicom';
 
 export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1';
 
-/** Query/Retrieve C-FIND and C-MOVE: Patient Root and Study Root information models (PS3.4 Annex C.6). */
+/** Query/Retrieve C-FIND, C-MOVE and C-GET: Patient Root and Study Root information models (PS3.4 Annex C.6). */
 export const QUERY_SOP_CLASSES: ReadonlySet<string> = new Set([
   '1.2.840.10008.5.1.4.1.2.1.1', // Patient Root FIND
   '1.2.840.10008.5.1.4.1.2.2.1', // Study Root FIND
   '1.2.840.10008.5.1.4.1.2.1.2', // Patient Root MOVE
   '1.2.840.10008.5.1.4.1.2.2.2', // Study Root MOVE
+  '1.2.840.10008.5.1.4.1.2.1.3', // Patient Root GET
+  '1.2.840.10008.5.1.4.1.2.2.3', // Study Root GET
 ]);
 
 /**

@@ -298,4 +298,39 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
     expect(down).toMatch(/OutOfResourcesSubOperations|a702/i);
     expect(await move(['QueryRetrieveLevel=SERIES', `StudyInstanceUID=${studyUid(0)}`], 'STORESCP', false)).toMatch(/DataSetDoesNotMatchSOPClass|a900/i);
   });
+
+  it('C-GET of a series: the instances come back on the same association, data set bytes as sent', async () => {
+    const out = mkdtempSync(path.join(work, 'get-'));
+    const r = await run(
+      'getscu',
+      [
+        '-v',
+        '-S',
+        '-aec',
+        'PORTICO',
+        '-od',
+        out,
+        '127.0.0.1',
+        String(server.port),
+        '-k',
+        'QueryRetrieveLevel=SERIES',
+        '-k',
+        `StudyInstanceUID=${studyUid(2)}`,
+        '-k',
+        `SeriesInstanceUID=${seriesUid(2, 0)}`,
+      ],
+      { env, timeoutMs: 120_000 },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(`${r.stdout}${r.stderr}`).toMatch(/Received C-GET Response \(Success\)/);
+    const got = readdirSync(out);
+    expect(got).toHaveLength(INSTANCES_PER_SERIES);
+    for (const f of got) expect(datasetBytes(path.join(out, f)).equals(datasetBytes(sentFiles.get(f.replace(/^[A-Z]{2}\./, ''))!)), f).toBe(true);
+    const bad = await run(
+      'getscu',
+      ['-S', '-aec', 'PORTICO', '-od', out, '127.0.0.1', String(server.port), '-k', 'QueryRetrieveLevel=IMAGE', '-k', `StudyInstanceUID=${studyUid(2)}`],
+      { env },
+    );
+    expect(`${bad.stdout}${bad.stderr}`).toMatch(/DataSetDoesNotMatchSOPClass|a900/i);
+  });
 });

