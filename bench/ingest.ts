@@ -798,7 +798,8 @@ function porticoClusterTarget(): TargetDef {
         const roles: Array<{ role: 'worker' | 'dicomweb' | 'dimse'; http: number; dimse: number }> = [];
         for (const role of ['worker', 'dicomweb', 'dimse'] as const) roles.push({ role, http: await freePort(), dimse: await freePort() });
         for (const r of roles) {
-          const env = porticoEnv({ ...common, PORTICO_HTTP_PORT: String(r.http), PORTICO_DIMSE_PORT: String(r.dimse) });
+          // The dimse role refuses unknown calling AEs by default; the bench's dcmsend is not in a nodes file.
+          const env = porticoEnv({ ...common, PORTICO_HTTP_PORT: String(r.http), PORTICO_DIMSE_PORT: String(r.dimse), PORTICO_DIMSE_ALLOW_UNKNOWN_AE: 'true' });
           procs.push(startChild(`portico ${r.role}`, process.execPath, [PORTICO_CLI, r.role], { env, logFile: join(dir, `${r.role}.log`) }));
         }
         const web = roles.find((r) => r.role === 'dicomweb')!;

@@ -7,7 +7,7 @@
  *   S3-protocol server (see shared/testing for where each comes from).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseInstance } from '@portico/dicom';
@@ -78,7 +78,14 @@ const shapes: Shape[] = [
       const s3 = await startS3();
       const redisUrl = await testRedisUrl();
       const [httpPort, dimsePort] = [await freePort(), await freePort()];
+      // The dimse role accepts only known calling AEs: the dcmtk tools' default AE titles.
+      const nodesFile = path.join(mkdtempSync(path.join(tmpdir(), 'e2e-nodes-')), 'nodes.yml');
+      writeFileSync(
+        nodesFile,
+        `nodes:\n${['DCMSEND', 'STORESCU', 'ECHOSCU', 'FINDSCU'].map((ae) => `  - { aeTitle: ${ae}, host: 127.0.0.1, port: 104 }\n`).join('')}`,
+      );
       const env = {
+        PORTICO_NODES_FILE: nodesFile,
         PORTICO_DATABASE_URL: db.url,
         PORTICO_REDIS_URL: redisUrl,
         PORTICO_QUEUE_PREFIX: uniqueId('e2e').replace(/[^a-z0-9_]/g, '_'),

@@ -80,3 +80,13 @@ export function decideContext(abstractSyntaxUid: string, proposedTransferSyntaxe
   const ts = proposedTransferSyntaxes.find((t) => STORAGE_TRANSFER_SYNTAXES.has(t));
   return ts ? { accept: true, transferSyntaxUid: ts } : { accept: false, reason: 'transfer-syntax' };
 }
+
+/** The node service (nodes file `services`) a presentation context's abstract syntax belongs to. */
+export function serviceOf(abstractSyntaxUid: string): 'echo' | 'store' | 'find' | 'move' | 'get' | undefined {
+  if (abstractSyntaxUid === VERIFICATION_SOP_CLASS) return 'echo';
+  if (abstractSyntaxUid.endsWith('.1') && QUERY_SOP_CLASSES.has(abstractSyntaxUid)) return 'find';
+  if (abstractSyntaxUid.endsWith('.2') && QUERY_SOP_CLASSES.has(abstractSyntaxUid)) return 'move';
+  if (abstractSyntaxUid.endsWith('.3') && QUERY_SOP_CLASSES.has(abstractSyntaxUid)) return 'get';
+  if (isStorageSopClass(abstractSyntaxUid)) return 'store';
+  return undefined;
+}

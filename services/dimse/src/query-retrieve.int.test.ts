@@ -98,7 +98,7 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
       env: {},
       overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1', 'dimse.nodesFile': nodesFile, 'dimse.scuTimeoutMs': 10_000 },
     });
-    server = await startDimseServer({ config, log, store, queues, db });
+    server = await startDimseServer({ config, log, store, queues, db, allowUnknownAe: true });
 
     const files = path.join(work, 'send');
     let n = 0;

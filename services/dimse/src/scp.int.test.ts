@@ -49,7 +49,7 @@ describe('DIMSE SCP with dcmtk peers', () => {
     queues = await openJobQueues({ kind: 'postgres', url: db.url, schema: uniqueId('q').replace(/[^a-z0-9_]/g, '_') }, log);
     index = openDb(db.url);
     const config = loadConfig({ env: {}, overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1', 'dimse.maxAssociations': 4 } });
-    server = await startDimseServer({ config, log, store, queues, db: index });
+    server = await startDimseServer({ config, log, store, queues, db: index, allowUnknownAe: true });
   });
   afterAll(async () => {
     await server?.close(1000);
@@ -229,7 +229,7 @@ describe('DIMSE SCP when a backend is down', () => {
     const config = loadConfig({ env: {}, overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1' } });
     // C-STORE never touches the index: a pool that would fail on first use is enough.
     const unusedIndex = openDb('postgres://postgres@127.0.0.1:1/none');
-    const server = await startDimseServer({ config, log, store, queues, db: unusedIndex });
+    const server = await startDimseServer({ config, log, store, queues, db: unusedIndex, allowUnknownAe: true });
     try {
       redis.kill('SIGKILL');
       await new Promise((r) => setTimeout(r, 300));

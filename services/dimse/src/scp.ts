@@ -17,11 +17,11 @@ import type { Logger } from '@portico/logging';
 import type { ObjectStore } from '@portico/storage';
 import type { JobQueues } from '@portico/jobs';
 import type { Db } from '@portico/db';
-import { decideContext } from './presentation.ts';
+import { decideContext, serviceOf } from './presentation.ts';
 import { runFind, PATIENT_ROOT_FIND } from './c-find.ts';
 import { runMove, runRetrieve, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, type RetrieveOutcome, type SubOperationCounts } from './c-move.ts';
 import { rawStoreRequest, sendPDataTf } from './store-scu.ts';
-import { loadNodes } from '@portico/config';
+import { loadNodes, findNode } from '@portico/config';
 import type { JsonDataset } from './find-match.ts';
 import { StoreSink } from './c-store.ts';
 import { PduReader } from './pdu-reader.ts';
@@ -59,6 +59,8 @@ export interface DimseDeps {
   readonly queues: JobQueues;
   /** The index C-FIND answers from. */
   readonly db: Db;
+  /** Accept calling AE titles that are not in the nodes file (standalone's development default). */
+  readonly allowUnknownAe?: boolean;
 }
 
 /** Pending C-FIND responses buffered on the socket before the result stream waits for 'drain'. */
@@ -81,6 +83,8 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
   // dcmjs-dimse logs every PDU at info through loglevel; our own logs say what matters.
   dimseLog.setLevel('silent');
   const sockets = new Set<net.Socket>();
+  /** Open associations per calling AE title (for dimse.maxAssociationsPerAe). */
+  const perAe = new Map<string, number>();
   const perConnection = new WeakMap<net.Socket, { scp: InstanceType<typeof Scp> }>();
   // The outcome of each data set travels from the stream hook to cStoreRequest on the Dataset object.
   const outcomes = new WeakMap<DimseDataset, StoreSink>();
@@ -91,6 +95,8 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     alog: Logger = log.child({ assocId: this.assocId });
     current: StoreSink | undefined;
     readonly sock: net.Socket;
+    /** The calling AE title this association counts against (per-AE limit). */
+    countedAe: string | undefined;
     /** Message IDs of C-FIND requests a C-CANCEL asked to stop. */
     readonly cancelled = new Set<number>();
 
@@ -133,6 +139,20 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         this.sendAssociationReject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded);
         return;
       }
+      const node = findNode(nodes, callingAet);
+      if (!node && !deps.allowUnknownAe) {
+        this.alog.warn('association rejected: calling AE title not in the nodes file');
+        // PS3.8 Table 9-21: permanent, service-user, calling-AE-title-not-recognized.
+        this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeNotRecognized);
+        return;
+      }
+      if ((perAe.get(callingAet) ?? 0) >= config.dimse.maxAssociationsPerAe) {
+        this.alog.warn({ limit: config.dimse.maxAssociationsPerAe }, 'association rejected: per-AE limit reached');
+        this.sendAssociationReject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded);
+        return;
+      }
+      perAe.set(callingAet, (perAe.get(callingAet) ?? 0) + 1);
+      this.countedAe = callingAet;
       if (config.dimse.checkCalledAeTitle && calledAet !== config.dimse.aeTitle) {
         this.alog.warn('association rejected: called AE title not recognised');
         // PS3.8 Table 9-21: permanent, service-user, called-AE-title-not-recognized.
@@ -143,7 +163,12 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       for (const { id } of association.getPresentationContexts()) {
         const pc: DimsePresentationContext = association.getPresentationContext(id);
         const decision = decideContext(pc.getAbstractSyntaxUid(), pc.getTransferSyntaxUids());
-        if (decision.accept) {
+        const service = serviceOf(pc.getAbstractSyntaxUid());
+        // A known node may use only its listed services; storage contexts also serve C-GET (SCP role).
+        const allowed = !node || (service !== undefined && (node.services.includes(service) || (service === 'store' && node.services.includes('get'))));
+        if (decision.accept && !allowed) {
+          pc.setResult(PresentationContextResult.RejectUser);
+        } else if (decision.accept) {
           pc.setResult(PresentationContextResult.Accept, decision.transferSyntaxUid);
           accepted++;
         } else {
@@ -427,6 +452,11 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     });
     socket.on('close', () => {
       sockets.delete(socket);
+      if (scp.countedAe !== undefined) {
+        const n = (perAe.get(scp.countedAe) ?? 1) - 1;
+        if (n <= 0) perAe.delete(scp.countedAe);
+        else perAe.set(scp.countedAe, n);
+      }
       // A-ABORT or a dropped connection mid-transfer: the partial staging object must not survive.
       if (scp.current && !scp.current.writableFinished) scp.current.destroy(new Error('association ended during C-STORE'));
     });

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { loadConfig, maskedConfig, requireClusterBackends, ConfigError, settingsMarkdown, viewerEnabled, type PorticoConfig } from '@portico/config';
+import { loadConfig, maskedConfig, requireClusterBackends, ConfigError, settingsMarkdown, viewerEnabled, allowUnknownAe, type PorticoConfig } from '@portico/config';
 import { createLogger, runShutdown, type Logger } from '@portico/logging';
 import { openDb, migrate } from '@portico/db';
 import { startDimseServer } from '@portico/dimse';
@@ -133,7 +133,7 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
       steps.unshift(['dicomweb', () => web.close()]);
     }
     if (role === 'standalone' || role === 'dimse') {
-      const scp = await startDimseServer({ config, log, store: backends.store, queues: backends.queues, db: backends.db });
+      const scp = await startDimseServer({ config, log, store: backends.store, queues: backends.queues, db: backends.db, allowUnknownAe: allowUnknownAe(config, role) });
       steps.unshift(['dimse', () => scp.close(config.shutdownGraceMs)]);
     }
   } catch (err) {

@@ -27,6 +27,9 @@ export interface PorticoConfig {
     readonly idleTimeoutMs: number;
     readonly nodesFile?: string;
     readonly scuTimeoutMs: number;
+    /** Unset: the role decides (see {@link allowUnknownAe}). */
+    readonly allowUnknownAe?: boolean;
+    readonly maxAssociationsPerAe: number;
   };
   readonly http: {
     readonly host: string;
@@ -198,6 +201,11 @@ export const VIEWER_MOUNT = '/viewer';
 /** Whether this role serves the viewer: PORTICO_VIEWER_ENABLED when set, else on in standalone only. */
 export function viewerEnabled(config: PorticoConfig, role: string): boolean {
   return config.viewer.enabled ?? role === 'standalone';
+}
+
+/** Whether unknown calling AE titles are accepted: PORTICO_DIMSE_ALLOW_UNKNOWN_AE when set, else in standalone only. */
+export function allowUnknownAe(config: PorticoConfig, role: string): boolean {
+  return config.dimse.allowUnknownAe ?? role === 'standalone';
 }
 
 /** Object store folder in effect (standalone default: dataDir/objects). */

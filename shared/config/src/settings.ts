@@ -87,6 +87,19 @@ export const SETTINGS: readonly Setting[] = [
   },
   { path: 'dimse.idleTimeoutMs', env: 'PORTICO_DIMSE_IDLE_TIMEOUT_MS', schema: positiveInt, default: 120000, doc: 'Abort an association idle for this long.' },
   {
+    path: 'dimse.allowUnknownAe',
+    env: 'PORTICO_DIMSE_ALLOW_UNKNOWN_AE',
+    schema: bool.optional(),
+    doc: 'Accept associations from calling AE titles not in the nodes file. Unset: yes in standalone (development default), no in the `dimse` role (A-ASSOCIATE-RJ reason 3, calling AE title not recognised).',
+  },
+  {
+    path: 'dimse.maxAssociationsPerAe',
+    env: 'PORTICO_DIMSE_MAX_ASSOCIATIONS_PER_AE',
+    schema: positiveInt,
+    default: 16,
+    doc: 'Concurrent associations from one calling AE title; more are rejected with reason 2 (local limit exceeded).',
+  },
+  {
     path: 'dimse.nodesFile',
     env: 'PORTICO_NODES_FILE',
     schema: optionalString,
