@@ -11,6 +11,7 @@ import type { DicomwebDeps } from './deps.ts';
 import { installProblemHandlers } from './problem.ts';
 import { healthRoutes } from './routes/health.ts';
 import { qidoRoutes } from './routes/qido-rs.ts';
+import { renderedRoutes } from './routes/rendered.ts';
 import { stowRoutes } from './routes/stow-rs.ts';
 import { wadoRoutes } from './routes/wado-rs.ts';
 
@@ -38,5 +39,6 @@ export async function buildApp(deps: DicomwebDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => stowRoutes(scope, deps));
   await app.register(async (scope) => qidoRoutes(scope, deps));
   await app.register(async (scope) => wadoRoutes(scope, deps));
+  await app.register(async (scope) => renderedRoutes(scope, deps));
   return app;
 }

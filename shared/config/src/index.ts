@@ -32,6 +32,8 @@ export interface PorticoConfig {
     readonly stowMaxBytes: number;
     readonly qidoDefaultLimit: number;
     readonly qidoMaxLimit: number;
+    readonly wadoUriPath: string;
+    readonly thumbnailSize: number;
   };
   readonly database: { readonly url?: string; readonly embeddedPort: number; readonly poolSize: number };
   readonly queue: {
