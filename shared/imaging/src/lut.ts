@@ -61,7 +61,10 @@ function lookup(lut: Lut, x: number): number {
 }
 
 /** Modality LUT stage in place: a table when the data set has one, else rescale slope/intercept. @see PS3.3 §C.11.1 */
-export function applyModality(values: Int32Array | Float64Array, t: Pick<GreyscaleTransforms, 'rescaleSlope' | 'rescaleIntercept' | 'modalityLut'>): Float64Array {
+export function applyModality(
+  values: Int32Array | Float64Array,
+  t: Pick<GreyscaleTransforms, 'rescaleSlope' | 'rescaleIntercept' | 'modalityLut'>,
+): Float64Array {
   const out = new Float64Array(values.length);
   const lut = t.modalityLut;
   if (lut) for (let i = 0; i < values.length; i++) out[i] = lookup(lut, values[i]!);

@@ -45,7 +45,8 @@ export function parseWindow(value: string): WindowRequest {
   if (parts.length < 2 || parts.length > 3) throw new PorticoError('BAD_REQUEST', 'window must be center,width[,function]');
   const [center, width] = numbers(parts.slice(0, 2).join(','), 'window center and width');
   const fn = (parts[2] ?? 'LINEAR').toUpperCase();
-  if (fn !== 'LINEAR' && fn !== 'LINEAR_EXACT' && fn !== 'SIGMOID') throw new PorticoError('BAD_REQUEST', 'window function must be LINEAR, LINEAR_EXACT or SIGMOID');
+  if (fn !== 'LINEAR' && fn !== 'LINEAR_EXACT' && fn !== 'SIGMOID')
+    throw new PorticoError('BAD_REQUEST', 'window function must be LINEAR, LINEAR_EXACT or SIGMOID');
   if (!(width! > 0)) throw new PorticoError('BAD_REQUEST', 'window width must be greater than 0');
   return { center: center!, width: width!, function: fn as VoiFunction };
 }
@@ -101,7 +102,11 @@ export function fitInside(sw: number, sh: number, viewport?: { width: number; he
  * A source region clipped to the frame, with flips separated out (negative sw/sh mean the region is read
  * right-to-left / bottom-to-top, PS3.18 §8.3.5.1.3). @throws BAD_REQUEST when nothing of it is inside the frame.
  */
-export function clipRegion(r: SourceRegion, columns: number, rows: number): { left: number; top: number; width: number; height: number; flipX: boolean; flipY: boolean } {
+export function clipRegion(
+  r: SourceRegion,
+  columns: number,
+  rows: number,
+): { left: number; top: number; width: number; height: number; flipX: boolean; flipY: boolean } {
   const flipX = r.width < 0;
   const flipY = r.height < 0;
   const x0 = flipX ? r.x + r.width : r.x;

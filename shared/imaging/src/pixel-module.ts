@@ -78,7 +78,8 @@ export function pixelModuleFromJson(json: Ds): PixelModule {
   const rows = num(json, '00280010');
   const columns = num(json, '00280011');
   const bitsAllocated = num(json, '00280100');
-  if (!rows || !columns || !bitsAllocated) throw new PorticoError('NOT_ACCEPTABLE', 'the instance has no image pixel description (Rows, Columns, Bits Allocated)');
+  if (!rows || !columns || !bitsAllocated)
+    throw new PorticoError('NOT_ACCEPTABLE', 'the instance has no image pixel description (Rows, Columns, Bits Allocated)');
   const bitsStored = num(json, '00280101') ?? bitsAllocated;
   const samplesPerPixel = num(json, '00280002') ?? 1;
   return {
