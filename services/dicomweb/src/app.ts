@@ -14,6 +14,7 @@ import { qidoRoutes } from './routes/qido-rs.ts';
 import { renderedRoutes } from './routes/rendered.ts';
 import { stowRoutes } from './routes/stow-rs.ts';
 import { wadoRoutes } from './routes/wado-rs.ts';
+import { wadoUriRoutes } from './routes/wado-uri.ts';
 
 export type { DicomwebDeps } from './deps.ts';
 
@@ -40,5 +41,6 @@ export async function buildApp(deps: DicomwebDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => qidoRoutes(scope, deps));
   await app.register(async (scope) => wadoRoutes(scope, deps));
   await app.register(async (scope) => renderedRoutes(scope, deps));
+  await app.register(async (scope) => wadoUriRoutes(scope, deps));
   return app;
 }

@@ -222,6 +222,32 @@ export function etagOfSet(rows: ReadonlyArray<{ instancePk: string; receivedAt: 
 }
 
 /**
+ * ETag of everything a WADO-RS scope (study, series, instance) holds, from one index query: answers built
+ * from the stored copies (retrieve, metadata) change exactly when one of them is added, replaced or removed.
+ */
+export async function scopeEtag(deps: RouteDeps, scope: PixelScope, ...variant: unknown[]): Promise<string | undefined> {
+  const params: unknown[] = [scope.study];
+  const conds = ['st.study_instance_uid = $1'];
+  if (scope.series !== undefined) {
+    params.push(scope.series);
+    conds.push(`se.series_instance_uid = $${params.length}`);
+  }
+  if (scope.sop !== undefined) {
+    params.push(scope.sop);
+    conds.push(`i.sop_instance_uid = $${params.length}`);
+  }
+  const res = await deps.db.query<{ instance_pk: string; received_at: Date }>(
+    `SELECT i.instance_pk, i.received_at ${FROM} WHERE ${conds.join(' AND ')} ORDER BY i.instance_pk`,
+    params,
+  );
+  if (res.rows.length === 0) return undefined;
+  return etagOfSet(
+    res.rows.map((r) => ({ instancePk: r.instance_pk, receivedAt: r.received_at })),
+    ...variant,
+  );
+}
+
+/**
  * True when the request's If-None-Match matches `etag` (weak comparison, RFC 9110 §13.1.2): the caller
  * answers 304 with the ETag and no body.
  */

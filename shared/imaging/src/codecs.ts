@@ -54,6 +54,19 @@ export function isLossyTransferSyntax(transferSyntaxUid: string): boolean {
   );
 }
 
+/**
+ * The Photometric Interpretation of decoded samples: what {@link decodeFrame} yields for a stored
+ * interpretation and transfer syntax. @see PS3.5 §8.2.1 (JPEG colour), §8.2.4 (JPEG 2000 multi-component transform)
+ */
+export function decodedPhotometric(transferSyntaxUid: string, photometric: string, samplesPerPixel: number): string {
+  if (samplesPerPixel !== 3) return photometric;
+  const jpeg = ['1.2.840.10008.1.2.4.50', '1.2.840.10008.1.2.4.51', '1.2.840.10008.1.2.4.57', '1.2.840.10008.1.2.4.70'].includes(transferSyntaxUid);
+  if (jpeg && photometric.startsWith('YBR')) return 'RGB';
+  const j2k = /^1\.2\.840\.10008\.1\.2\.4\.(9[0-3]|20[1-3])$/.test(transferSyntaxUid);
+  if (j2k && (photometric === 'YBR_RCT' || photometric === 'YBR_ICT')) return 'RGB';
+  return photometric;
+}
+
 /** One decoded frame: little-endian samples, `bitsAllocated` per sample, interleaved unless `planarConfiguration` is 1. */
 export interface DecodedFrame {
   readonly data: Uint8Array;
@@ -133,10 +146,7 @@ export async function decodeFrame(transferSyntaxUid: string, m: PixelModule, fra
   const data = out.getDecodedBuffer();
   const expected = m.rows * m.columns * m.samplesPerPixel * (m.bitsAllocated > 8 ? 2 : 1);
   if (!data || data.length < expected) throw new PorticoError('NOT_ACCEPTABLE', `decoding gave ${data?.length ?? 0} bytes, the frame needs ${expected}`);
-  let photometric = (out.getPhotometricInterpretation() ?? m.photometricInterpretation).toUpperCase();
-  if (m.samplesPerPixel === 3 && (fn === 'decodeJpeg2000' || fn === 'decodeHtJpeg2000') && (photometric === 'YBR_RCT' || photometric === 'YBR_ICT'))
-    photometric = 'RGB';
-  if (m.samplesPerPixel === 3 && fn === 'decodeJpeg' && photometric.startsWith('YBR')) photometric = 'RGB';
+  const photometric = decodedPhotometric(transferSyntaxUid, m.photometricInterpretation, m.samplesPerPixel);
   return {
     data: data.length === expected ? data : data.subarray(0, expected),
     photometricInterpretation: photometric,

@@ -4,7 +4,7 @@
  * conversions, and encode JPEG/PNG with sharp; and decompression of whole instances to Explicit VR Little
  * Endian, streamed frame by frame.
  */
-export { canDecode, decodeFrame, isLossyTransferSyntax, loadCodecs, NATIVE_TRANSFER_SYNTAXES, swap16 } from './codecs.ts';
+export { canDecode, decodedPhotometric, decodeFrame, isLossyTransferSyntax, loadCodecs, NATIVE_TRANSFER_SYNTAXES, swap16 } from './codecs.ts';
 export type { DecodedFrame } from './codecs.ts';
 export { applyModality, colourToRgb, minMax, paletteToRgb, storedValues, toDisplay, windowFunction } from './lut.ts';
 export type { WindowRequest } from './lut.ts';
@@ -24,3 +24,5 @@ export { greyscaleTransforms, makeLut, paletteLuts, pixelModuleFromJson } from '
 export type { BinaryResolver, GreyscaleTransforms, Lut, PaletteLuts, PixelModule, VoiFunction } from './pixel-module.ts';
 export { displayPixels, encodeDisplay, renderFrame } from './render.ts';
 export type { DisplayPixels, RenderInput } from './render.ts';
+export { canDecompress, decompressInstance, EXPLICIT_VR_LITTLE_ENDIAN } from './transcode.ts';
+export type { DecompressedInstance, DecompressInput } from './transcode.ts';
