@@ -31,7 +31,7 @@ for (const f of await corpusFiles('ts', 'objects', 'series')) {
     times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);
-  console.log(
-    `${f.name.padEnd(52)} ${p.transferSyntaxUid.padEnd(24)} ${`${module.columns}x${module.rows}`.padEnd(10)} ${times[times.length >> 1]!.toFixed(1)} ms`,
+  process.stdout.write(
+    `${f.name.padEnd(52)} ${p.transferSyntaxUid.padEnd(24)} ${`${module.columns}x${module.rows}`.padEnd(10)} ${times[times.length >> 1]!.toFixed(1)} ms\n`,
   );
 }
