@@ -11,9 +11,11 @@ import type { DicomwebDeps } from './deps.ts';
 import { installProblemHandlers } from './problem.ts';
 import { healthRoutes } from './routes/health.ts';
 import { qidoRoutes } from './routes/qido-rs.ts';
+import { renderedRoutes } from './routes/rendered.ts';
 import { stowRoutes } from './routes/stow-rs.ts';
 import { viewerRoutes } from './routes/viewer.ts';
 import { wadoRoutes } from './routes/wado-rs.ts';
+import { wadoUriRoutes } from './routes/wado-uri.ts';
 
 export type { DicomwebDeps } from './deps.ts';
 
@@ -39,6 +41,8 @@ export async function buildApp(deps: DicomwebDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => stowRoutes(scope, deps));
   await app.register(async (scope) => qidoRoutes(scope, deps));
   await app.register(async (scope) => wadoRoutes(scope, deps));
+  await app.register(async (scope) => renderedRoutes(scope, deps));
+  await app.register(async (scope) => wadoUriRoutes(scope, deps));
   if (deps.viewer) await app.register(async (scope) => viewerRoutes(scope, deps));
   return app;
 }

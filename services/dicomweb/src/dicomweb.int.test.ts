@@ -392,13 +392,22 @@ describe('WADO-RS', () => {
     expect(parts).toHaveLength(2);
     expect(parts[0]!.headers['content-type']).toBe('image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50');
     expect(parts.every((x) => x.body[0] === 0xff && x.body[1] === 0xd8)).toBe(true);
-    expect((await get(`${url}/1`, { accept: 'multipart/related; type="application/octet-stream"' })).statusCode).toBe(406);
+    // octet-stream without transfer-syntax means Explicit VR Little Endian: the frame is decoded (8-bit RGB)
+    const decoded = await get(`${url}/1`, { accept: 'multipart/related; type="application/octet-stream"' });
+    expect(decoded.statusCode).toBe(200);
+    const dparts = parseMultipart(decoded.rawPayload, String(decoded.headers['content-type']));
+    expect(dparts[0]!.headers['content-type']).toBe('application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1');
+    expect(dparts[0]!.body.length).toBe((us.json['00280010']!.Value![0] as number) * (us.json['00280011']!.Value![0] as number) * 3);
+    expect((await get(`${url}/1`, { accept: 'multipart/related; type="image/jls"' })).statusCode).toBe(406);
     expect((await get(`${url}/31`)).statusCode).toBe(404);
     expect((await get(`${url}/0`)).statusCode).toBe(400);
     expect((await get(`${url}/a,b`)).statusCode).toBe(400);
     const be = byName('ts/explicit-be_MR_small_bigendian.dcm').parsed!;
-    expect((await get(`/dicom-web/studies/${be.studyInstanceUid}/series/${be.seriesInstanceUid}/instances/${be.sopInstanceUid}/frames/1`)).statusCode).toBe(
-      406,
+    // big endian frames are byte-swapped to little endian
+    const beFrame = await get(`/dicom-web/studies/${be.studyInstanceUid}/series/${be.seriesInstanceUid}/instances/${be.sopInstanceUid}/frames/1`);
+    expect(beFrame.statusCode).toBe(200);
+    expect(parseMultipart(beFrame.rawPayload, String(beFrame.headers['content-type']))[0]!.body.length).toBe(
+      (be.json['00280010']!.Value![0] as number) * (be.json['00280011']!.Value![0] as number) * 2,
     );
   });
 

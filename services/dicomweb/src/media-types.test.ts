@@ -107,6 +107,57 @@ describe('negotiateInstances', () => {
   });
 });
 
+describe('negotiateInstances with decompression', () => {
+  const jpeg = new Set(['1.2.840.10008.1.2.4.50']);
+  const evrle = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1';
+  it('Explicit VR LE is produced when every stored syntax can be decompressed', () => {
+    expect(negotiateInstances(parseAccept(evrle), jpeg, () => true)).toBe('decompress');
+    expect(negotiateInstances(parseAccept(evrle), new Set(['1.2.840.10008.1.2.1', '1.2.840.10008.1.2']), (ts) => ts === '1.2.840.10008.1.2')).toBe(
+      'decompress',
+    );
+    expect(code(() => negotiateInstances(parseAccept(evrle), new Set(['1.2.840.10008.1.2.4.100']), (ts) => ts !== '1.2.840.10008.1.2.4.100'))).toBe(
+      'NOT_ACCEPTABLE',
+    );
+  });
+  it('as stored stays the answer for absent, * and the stored syntax; preference order decides', () => {
+    expect(negotiateInstances(parseAccept(undefined), jpeg, () => true)).toBe('as-stored');
+    expect(negotiateInstances(parseAccept(`${evrle}, multipart/related; type="application/dicom"; transfer-syntax=*; q=0.5`), jpeg, () => true)).toBe(
+      'decompress',
+    );
+    expect(negotiateInstances(parseAccept(`${evrle}; q=0.4, multipart/related; type="application/dicom"; transfer-syntax=*`), jpeg, () => true)).toBe(
+      'as-stored',
+    );
+    expect(
+      code(() => negotiateInstances(parseAccept('multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.80'), jpeg, () => true)),
+    ).toBe('NOT_ACCEPTABLE');
+  });
+});
+
+describe('negotiateFrames with a decoder', () => {
+  const yes = (): boolean => true;
+  it('octet-stream without or with Explicit VR LE decodes encapsulated frames; * keeps them as stored', () => {
+    const JPEG = '1.2.840.10008.1.2.4.50';
+    for (const h of [
+      'multipart/related; type="application/octet-stream"',
+      'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1',
+    ])
+      expect(negotiateFrames(parseAccept(h), JPEG, true, yes)).toEqual({
+        type: 'application/octet-stream',
+        partContentType: 'application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1',
+        decode: true,
+      });
+    expect(negotiateFrames(parseAccept('multipart/related; type="application/octet-stream"; transfer-syntax=*'), JPEG, true, yes).decode).toBeUndefined();
+    expect(negotiateFrames(parseAccept(undefined), JPEG, true, yes)).toEqual({ type: 'image/jpeg', partContentType: `image/jpeg; transfer-syntax=${JPEG}` });
+  });
+  it('big endian and deflated native frames are decoded', () => {
+    for (const ts of ['1.2.840.10008.1.2.2', '1.2.840.10008.1.2.1.99']) {
+      expect(negotiateFrames(parseAccept(undefined), ts, false, yes).decode).toBe(true);
+      expect(negotiateFrames(parseAccept('multipart/related; type="application/octet-stream"'), ts, false, yes).decode).toBe(true);
+    }
+    expect(negotiateFrames(parseAccept(undefined), '1.2.840.10008.1.2', false, yes).decode).toBeUndefined();
+  });
+});
+
 describe('negotiateFrames', () => {
   const JPEG_LL = '1.2.840.10008.1.2.4.70';
   it('native little endian → octet-stream with Explicit VR LE', () => {

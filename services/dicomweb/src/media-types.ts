@@ -205,22 +205,31 @@ export function innerRange(e: AcceptEntry): { type: string; transferSyntax: stri
   return { type: canonicalType(e.type), transferSyntax: e.params['transfer-syntax'] };
 }
 
+/** How instances go out: the stored bytes, or decompressed to Explicit VR Little Endian. */
+export type InstanceRetrieval = 'as-stored' | 'decompress';
+
 /**
- * WADO-RS instance retrieval: we send the stored bytes, so the request is acceptable when some entry
- * allows application/dicom with a transfer syntax of `*`, no transfer-syntax parameter, or exactly the
- * stored transfer syntax of every instance. Otherwise 406 (transcoding is not implemented).
+ * WADO-RS instance retrieval. The first acceptable entry (in preference order) that allows
+ * application/dicom decides: no transfer-syntax parameter, `*`, or exactly the stored transfer syntax of
+ * every instance → the stored bytes; `1.2.840.10008.1.2.1` → decompressed when `canDecompress` accepts
+ * every stored transfer syntax. Otherwise 406.
  *
  * Deviation: PS3.18 §8.7.3.5.2 makes Explicit VR Little Endian the default when `transfer-syntax` is
  * absent; we treat absence as "as stored" (what viewers expect from an archive that does not transcode).
  * @see PS3.18 §10.4.1.1.2, Table 8.7.3-5
  */
-export function negotiateInstances(accept: readonly AcceptEntry[], storedTransferSyntaxes: ReadonlySet<string>): void {
+export function negotiateInstances(
+  accept: readonly AcceptEntry[],
+  storedTransferSyntaxes: ReadonlySet<string>,
+  canDecompress: (transferSyntaxUid: string) => boolean = () => false,
+): InstanceRetrieval {
   for (const e of accept) {
     const inner = innerRange(e);
     if (!inner || !rangeCovers(inner.type, 'application/dicom')) continue;
     const ts = inner.transferSyntax;
-    if (ts === undefined || ts === '*') return;
-    if ([...storedTransferSyntaxes].every((s) => s === ts)) return;
+    if (ts === undefined || ts === '*') return 'as-stored';
+    if ([...storedTransferSyntaxes].every((s) => s === ts)) return 'as-stored';
+    if (ts === EXPLICIT_VR_LITTLE_ENDIAN && [...storedTransferSyntaxes].every((s) => s === ts || canDecompress(s))) return 'decompress';
   }
   const asked = accept.map((e) =>
     [e.type, e.params['type'] ? `type=${e.params['type']}` : '', e.params['transfer-syntax'] ? `transfer-syntax=${e.params['transfer-syntax']}` : '']
@@ -229,7 +238,7 @@ export function negotiateInstances(accept: readonly AcceptEntry[], storedTransfe
   );
   throw new PorticoError(
     'NOT_ACCEPTABLE',
-    `instances are served as stored (transfer syntax ${[...storedTransferSyntaxes].join(', ')}); transcoding is not implemented. Accept asked for: ${asked.join(', ') || '(nothing usable)'}`,
+    `instances are stored as ${[...storedTransferSyntaxes].join(', ')}; they are served as stored or as ${EXPLICIT_VR_LITTLE_ENDIAN} (where the pixel data can be decoded). Accept asked for: ${asked.join(', ') || '(nothing usable)'}`,
   );
 }
 
@@ -272,6 +281,8 @@ export interface FramePayloadType {
   readonly type: string;
   /** Full part Content-Type (with transfer-syntax). */
   readonly partContentType: string;
+  /** frames must be decoded to native little-endian samples (compressed, big endian or deflated storage) */
+  readonly decode?: boolean;
 }
 
 /**
@@ -286,12 +297,16 @@ export interface FramePayloadType {
  * - Big endian and deflated data: 406 (we would have to byte-swap / inflate).
  * @see PS3.18 §8.7.3.3.2, Table 8.7.3-2, §10.4.1.1.3 (frames)
  */
-export function negotiateFrames(accept: readonly AcceptEntry[], storedTs: string, encapsulated: boolean): FramePayloadType {
-  if (!encapsulated && (storedTs === EXPLICIT_VR_BIG_ENDIAN || storedTs === DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)) {
-    throw new PorticoError(
-      'NOT_ACCEPTABLE',
-      `frames of ${storedTs === EXPLICIT_VR_BIG_ENDIAN ? 'big endian' : 'deflated'} instances cannot be served without transcoding (not implemented)`,
-    );
+export function negotiateFrames(
+  accept: readonly AcceptEntry[],
+  storedTs: string,
+  encapsulated: boolean,
+  canDecode: (transferSyntaxUid: string) => boolean = () => false,
+): FramePayloadType {
+  const decodable = canDecode(storedTs);
+  const needsDecoding = encapsulated || storedTs === EXPLICIT_VR_BIG_ENDIAN || storedTs === DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN;
+  if (!encapsulated && needsDecoding && !decodable) {
+    throw new PorticoError('NOT_ACCEPTABLE', `frames of ${storedTs === EXPLICIT_VR_BIG_ENDIAN ? 'big endian' : 'deflated'} instances cannot be served here`);
   }
   const natural = encapsulated ? (ENCAPSULATED_MEDIA_TYPES[storedTs] ?? 'application/octet-stream') : 'application/octet-stream';
   const servedTs = encapsulated ? storedTs : EXPLICIT_VR_LITTLE_ENDIAN;
@@ -300,8 +315,11 @@ export function negotiateFrames(accept: readonly AcceptEntry[], storedTs: string
     if (!inner) continue;
     const ts = inner.transferSyntax;
     if (inner.type === 'application/octet-stream') {
-      if (!encapsulated && (ts === undefined || ts === '*' || ts === EXPLICIT_VR_LITTLE_ENDIAN)) return octet(servedTs);
+      if (!encapsulated && (ts === undefined || ts === '*' || ts === EXPLICIT_VR_LITTLE_ENDIAN))
+        return { ...octet(servedTs), ...(needsDecoding ? { decode: true } : {}) };
       if (encapsulated && (ts === '*' || ts === storedTs)) return octet(servedTs);
+      // Octet-stream without a transfer syntax means Explicit VR Little Endian (Table 8.7.3-2): decompress.
+      if (encapsulated && decodable && (ts === undefined || ts === EXPLICIT_VR_LITTLE_ENDIAN)) return { ...octet(EXPLICIT_VR_LITTLE_ENDIAN), decode: true };
       continue;
     }
     if (!rangeCovers(inner.type, natural)) continue;
@@ -309,13 +327,16 @@ export function negotiateFrames(accept: readonly AcceptEntry[], storedTs: string
     // its Table 8.7.3-2 default transfer syntax.
     const concrete = !inner.type.includes('*');
     if (ts === undefined ? !concrete || DEFAULT_TS_OF_MEDIA_TYPE[natural] === servedTs : ts === '*' || ts === servedTs) {
+      if (natural === 'application/octet-stream') return { ...octet(servedTs), ...(needsDecoding ? { decode: true } : {}) };
       return { type: natural, partContentType: `${natural}; transfer-syntax=${servedTs}` };
     }
   }
   throw new PorticoError(
     'NOT_ACCEPTABLE',
-    `frames are stored as ${encapsulated ? `${natural} (transfer syntax ${storedTs})` : 'uncompressed pixel data'}; transcoding is not implemented. ` +
-      (encapsulated ? `Accept ${natural} or application/octet-stream with transfer-syntax=* or =${storedTs}.` : 'Accept application/octet-stream.'),
+    `frames are stored as ${encapsulated ? `${natural} (transfer syntax ${storedTs})` : 'uncompressed pixel data'}. ` +
+      (encapsulated
+        ? `Accept ${natural}, application/octet-stream with transfer-syntax=* or =${storedTs}${decodable ? `, or application/octet-stream with transfer-syntax=${EXPLICIT_VR_LITTLE_ENDIAN} (decompressed)` : ''}.`
+        : 'Accept application/octet-stream.'),
   );
 }
 

@@ -38,6 +38,8 @@ export interface PorticoConfig {
     readonly stowMaxBytes: number;
     readonly qidoDefaultLimit: number;
     readonly qidoMaxLimit: number;
+    readonly wadoUriPath: string;
+    readonly thumbnailSize: number;
   };
   /** `enabled` unset: the role decides (see {@link viewerEnabled}). */
   readonly viewer: { readonly enabled?: boolean; readonly path: string };

@@ -150,6 +150,20 @@ export const SETTINGS: readonly Setting[] = [
     default: './.viewer/dist',
     doc: 'Folder of the prebuilt OHIF bundle (`dist/` of the npm package @ohif/app; `make viewer` fetches it there).',
   },
+  {
+    path: 'http.wadoUriPath',
+    env: 'PORTICO_WADO_URI_PATH',
+    schema: z.string().regex(/^\/[A-Za-z0-9/_-]*[^/]$/, 'a path like /wado (leading slash, no trailing slash)'),
+    default: '/wado',
+    doc: 'Path of the WADO-URI service (`?requestType=WADO&studyUID=…`), outside the DICOMweb root as PS3.18 §9 clients expect.',
+  },
+  {
+    path: 'http.thumbnailSize',
+    env: 'PORTICO_THUMBNAIL_SIZE',
+    schema: z.coerce.number().int().min(16).max(1024),
+    default: 128,
+    doc: 'Largest side in pixels of a WADO-RS thumbnail when the request has no viewport.',
+  },
 
   {
     path: 'database.url',

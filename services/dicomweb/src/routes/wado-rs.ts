@@ -7,10 +7,11 @@
  * one ranged read per fragment range recorded at ingest (`instance.frames`), bulk data one ranged read
  * (`instance.bulk_data`). Metadata is read from the index in pages and streamed as a JSON array.
  *
- * Negotiation (see media-types.ts): instances are served as stored (406 for a specific other transfer
- * syntax: transcoding is another issue); frames as their stored encoding (image/jpeg, image/jls, image/jp2,
- * image/jphc, image/dicom-rle, or application/octet-stream for native data; 406 for big endian and
- * deflated data); bulk data as application/octet-stream, single part when the client asks for it.
+ * Negotiation (see media-types.ts): instances are served as stored, or decompressed to Explicit VR Little
+ * Endian when asked for `transfer-syntax=1.2.840.10008.1.2.1` (decompress.ts); frames as their stored
+ * encoding (image/jpeg, image/jls, image/jp2, image/jphc, image/dicom-rle, application/octet-stream for
+ * native data) or decoded to application/octet-stream (Explicit VR Little Endian); bulk data as
+ * application/octet-stream, single part when the client asks for it.
  */
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -23,6 +24,8 @@ import { multipartContentType, negotiateBulkData, negotiateFrames, negotiateInst
 import { closeDelimiter, newBoundary, partHead } from '../multipart.ts';
 import { instanceUrl, serviceBase } from '../urls.ts';
 import { isValidUid } from '@portico/dicom';
+import { canDecompress, sendDecodedFrames, sendDecompressedInstances } from './decompress.ts';
+import { answerNotModified, scopeEtag } from '../pixels.ts';
 
 interface Scope {
   study: string;
@@ -189,7 +192,10 @@ export async function wadoRoutes(app: FastifyInstance, deps: RouteDeps): Promise
       params,
     );
     if (res.rows.length === 0) throw new PorticoError('NOT_FOUND', `${describeScope(scope)} not found`);
-    negotiateInstances(accept, new Set(res.rows.map((r) => r.transfer_syntax_uid)));
+    const mode = negotiateInstances(accept, new Set(res.rows.map((r) => r.transfer_syntax_uid)), canDecompress);
+    const etag = await scopeEtag(deps, scope, 'instances', mode);
+    if (etag && answerNotModified(req, reply, etag)) return reply;
+    if (mode === 'decompress') return sendDecompressedInstances(deps, reply, scope, res.rows);
     const boundary = newBoundary();
     // Open the first object before answering, so a store outage is a proper 503 rather than a cut body.
     const first = await openObject(store, res.rows[0]!.object_key);
@@ -227,6 +233,8 @@ export async function wadoRoutes(app: FastifyInstance, deps: RouteDeps): Promise
     const scope = scopeOf(req);
     requireDicomJson(parseAccept(req.headers.accept));
     const base = serviceBase(req, root);
+    const etag = await scopeEtag(deps, scope, 'metadata', base);
+    if (etag && answerNotModified(req, reply, etag)) return reply;
     const page = async (after: string): Promise<Array<{ instance_pk: string; sop_instance_uid: string; series_instance_uid: string; json: DicomJson }>> => {
       const params: unknown[] = [];
       const where = scopeSql(scope, params);
@@ -263,7 +271,16 @@ export async function wadoRoutes(app: FastifyInstance, deps: RouteDeps): Promise
 
   // --- frames ----------------------------------------------------------------------------------
   const sendFrames = async (reply: FastifyReply, inst: FrameInstance, frames: number[], accept: ReturnType<typeof parseAccept>): Promise<FastifyReply> => {
-    const t = negotiateFrames(accept, inst.transferSyntaxUid, inst.pixelDataEncapsulated);
+    const t = negotiateFrames(accept, inst.transferSyntaxUid, inst.pixelDataEncapsulated, canDecompress);
+    if (t.decode)
+      return sendDecodedFrames(
+        deps,
+        reply,
+        { study: inst.studyInstanceUid, series: inst.seriesInstanceUid, sop: inst.sopInstanceUid },
+        frames,
+        t.type,
+        t.partContentType,
+      );
     const boundary = newBoundary();
     async function* body(): AsyncGenerator<Buffer> {
       let i = 0;
@@ -283,8 +300,11 @@ export async function wadoRoutes(app: FastifyInstance, deps: RouteDeps): Promise
     const scope = scopeOf(req);
     const accept = parseAccept(req.headers.accept);
     const inst = await findScopedInstance(deps, scope);
-    if (inst.frames.length === 0) throw new PorticoError('NOT_FOUND', `instance ${inst.sopInstanceUid} has no pixel data frames that can be served`);
-    return sendFrames(reply, inst, parseFrameList(req.params.frames ?? '', inst.frames.length), accept);
+    // Deflated data sets have no frame ranges in the index; their frames are decoded by inflating (decompress.ts).
+    const deflated = inst.transferSyntaxUid === '1.2.840.10008.1.2.1.99' && inst.numberOfFrames > 0;
+    if (inst.frames.length === 0 && !deflated)
+      throw new PorticoError('NOT_FOUND', `instance ${inst.sopInstanceUid} has no pixel data frames that can be served`);
+    return sendFrames(reply, inst, parseFrameList(req.params.frames ?? '', inst.frames.length || inst.numberOfFrames), accept);
   };
 
   // --- bulk data -------------------------------------------------------------------------------
