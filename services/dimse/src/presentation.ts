@@ -9,6 +9,8 @@
 import { STORAGE_SOP_CLASSES } from '@portico/dicom';
 
 export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1';
+/** Storage Commitment Push Model (PS3.4 Annex J). */
+export const STORAGE_COMMITMENT_SOP_CLASS = '1.2.840.10008.1.20.1';
 
 /** Query/Retrieve C-FIND, C-MOVE and C-GET: Patient Root and Study Root information models (PS3.4 Annex C.6). */
 export const QUERY_SOP_CLASSES: ReadonlySet<string> = new Set([
@@ -71,7 +73,7 @@ export function decideContext(abstractSyntaxUid: string, proposedTransferSyntaxe
     const ts = proposedTransferSyntaxes.find((t) => t === '1.2.840.10008.1.2' || t === '1.2.840.10008.1.2.1');
     return ts ? { accept: true, transferSyntaxUid: ts } : { accept: false, reason: 'transfer-syntax' };
   }
-  if (QUERY_SOP_CLASSES.has(abstractSyntaxUid)) {
+  if (QUERY_SOP_CLASSES.has(abstractSyntaxUid) || abstractSyntaxUid === STORAGE_COMMITMENT_SOP_CLASS) {
     // Identifiers are small: the two uncompressed little-endian syntaxes every SCU proposes.
     const ts = proposedTransferSyntaxes.find((t) => t === '1.2.840.10008.1.2.1' || t === '1.2.840.10008.1.2');
     return ts ? { accept: true, transferSyntaxUid: ts } : { accept: false, reason: 'transfer-syntax' };
@@ -82,8 +84,9 @@ export function decideContext(abstractSyntaxUid: string, proposedTransferSyntaxe
 }
 
 /** The node service (nodes file `services`) a presentation context's abstract syntax belongs to. */
-export function serviceOf(abstractSyntaxUid: string): 'echo' | 'store' | 'find' | 'move' | 'get' | undefined {
+export function serviceOf(abstractSyntaxUid: string): 'echo' | 'store' | 'find' | 'move' | 'get' | 'commitment' | undefined {
   if (abstractSyntaxUid === VERIFICATION_SOP_CLASS) return 'echo';
+  if (abstractSyntaxUid === STORAGE_COMMITMENT_SOP_CLASS) return 'commitment';
   if (abstractSyntaxUid.endsWith('.1') && QUERY_SOP_CLASSES.has(abstractSyntaxUid)) return 'find';
   if (abstractSyntaxUid.endsWith('.2') && QUERY_SOP_CLASSES.has(abstractSyntaxUid)) return 'move';
   if (abstractSyntaxUid.endsWith('.3') && QUERY_SOP_CLASSES.has(abstractSyntaxUid)) return 'get';

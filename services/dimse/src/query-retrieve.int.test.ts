@@ -17,9 +17,10 @@ import { openJobQueues, type JobQueues, type JobWorkers } from '@portico/jobs';
 import { migrate, openDb, type Db } from '@portico/db';
 import { startWorker } from '@portico/worker';
 import { corpusDir, corpusManifest, createTestDatabase, freePort, run, syntheticInstance, testUid } from '@portico/testing';
+import dimse from 'dcmjs-dimse';
 import { startDimseServer, type DimseServer } from './scp.ts';
 
-const log = createLogger({ service: 'c-find-test', level: 'silent' });
+const log = createLogger({ service: 'c-find-test', level: process.env['PORTICO_TEST_LOG_LEVEL'] ?? 'silent' });
 const env = { TCP_NODELAY: '1' };
 
 const STUDIES = [
@@ -96,7 +97,7 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
     );
     const config = loadConfig({
       env: {},
-      overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1', 'dimse.nodesFile': nodesFile, 'dimse.scuTimeoutMs': 10_000 },
+      overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1', 'dimse.nodesFile': nodesFile, 'dimse.scuTimeoutMs': 10_000, 'dimse.commitmentWaitMs': 500 },
     });
     server = await startDimseServer({ config, log, store, queues, db, allowUnknownAe: true });
 
@@ -332,5 +333,48 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
       { env },
     );
     expect(`${bad.stdout}${bad.stderr}`).toMatch(/DataSetDoesNotMatchSOPClass|a900/i);
+  });
+
+  it('Storage Commitment: N-ACTION, then N-EVENT-REPORT on the same association, failures named', async () => {
+    const { Client, Dataset } = dimse;
+    const { NActionRequest } = dimse.requests;
+    const { NEventReportResponse } = dimse.responses;
+    const client = new Client();
+    const stored = { cls: '1.2.840.10008.5.1.4.1.1.2', sop: testUid('cfind-sop', '0.0.0') };
+    const missing = { cls: '1.2.840.10008.5.1.4.1.1.2', sop: testUid('never', 1) };
+    const wrongClass = { cls: '1.2.840.10008.5.1.4.1.1.4', sop: testUid('cfind-sop', '0.0.1') };
+    const request = new NActionRequest('1.2.840.10008.1.20.1', '1.2.840.10008.1.20.1.1', 1);
+    request.setDataset(
+      new Dataset(
+        {
+          TransactionUID: testUid('commit-tx', 1),
+          ReferencedSOPSequence: [stored, missing, wrongClass].map((r) => ({ ReferencedSOPClassUID: r.cls, ReferencedSOPInstanceUID: r.sop })),
+        },
+        '1.2.840.10008.1.2',
+      ),
+    );
+    let actionStatus: number | undefined;
+    request.on('response', (r: { getStatus(): number }) => (actionStatus = r.getStatus()));
+    client.addRequest(request);
+    const report = new Promise<{ eventType: number; ds: Record<string, unknown> }>((resolve) => {
+      client.on('nEventReportRequest', (req: InstanceType<typeof dimse.requests.NEventReportRequest>, callback: (r: unknown) => void) => {
+        const response = NEventReportResponse.fromRequest(req);
+        response.setStatus(0);
+        callback(response);
+        resolve({ eventType: req.getEventTypeId(), ds: req.getDataset()!.getElements() });
+      });
+    });
+    client.send('127.0.0.1', server.port, 'COMMITSCU', 'PORTICO', { associationLingerTimeout: 5000 });
+    const { eventType, ds } = await report;
+    expect(actionStatus).toBe(0);
+    expect(eventType).toBe(2);
+    expect(ds['TransactionUID']).toBe(testUid('commit-tx', 1));
+    const ok = ds['ReferencedSOPSequence'] as Array<Record<string, unknown>>;
+    expect(ok.map((i) => i['ReferencedSOPInstanceUID'])).toEqual([stored.sop]);
+    const failed = ds['FailedSOPSequence'] as Array<Record<string, unknown>>;
+    expect(failed.map((i) => [i['ReferencedSOPInstanceUID'], i['FailureReason']])).toEqual([
+      [missing.sop, 0x0112],
+      [wrongClass.sop, 0x0119],
+    ]);
   });
 });

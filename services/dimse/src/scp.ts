@@ -20,7 +20,8 @@ import type { Db } from '@portico/db';
 import { decideContext, serviceOf } from './presentation.ts';
 import { runFind, PATIENT_ROOT_FIND } from './c-find.ts';
 import { runMove, runRetrieve, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, type RetrieveOutcome, type SubOperationCounts } from './c-move.ts';
-import { rawStoreRequest, sendPDataTf } from './store-scu.ts';
+import { rawStoreRequest, sendOnNewAssociation, sendPDataTf } from './store-scu.ts';
+import { STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, checkCommitment, eventReport, parseCommitRequest } from './commitment.ts';
 import { loadNodes, findNode } from '@portico/config';
 import type { JsonDataset } from './find-match.ts';
 import { StoreSink } from './c-store.ts';
@@ -28,7 +29,8 @@ import { PduReader } from './pdu-reader.ts';
 import { PORTICO_IMPLEMENTATION_CLASS_UID, PORTICO_IMPLEMENTATION_VERSION_NAME } from '@portico/dicom';
 
 const { Scp, Dataset, log: dimseLog } = dimse;
-const { CEchoResponse, CStoreResponse, CFindResponse, CMoveResponse, CGetResponse } = dimse.responses;
+const { CEchoResponse, CStoreResponse, CFindResponse, CMoveResponse, CGetResponse, NActionResponse } = dimse.responses;
+const { NEventReportRequest } = dimse.requests;
 const { DicomMetaDictionary } = dcmjs.data;
 const { PresentationContextResult, RejectResult, RejectSource, RejectReason, Status } = dimse.constants;
 
@@ -39,6 +41,7 @@ type CEchoRequest = InstanceType<typeof dimse.requests.CEchoRequest>;
 type CFindRequest = InstanceType<typeof dimse.requests.CFindRequest>;
 type CMoveRequest = InstanceType<typeof dimse.requests.CMoveRequest>;
 type CGetRequest = InstanceType<typeof dimse.requests.CGetRequest>;
+type NActionRequest = InstanceType<typeof dimse.requests.NActionRequest>;
 type CCancelRequest = InstanceType<typeof dimse.requests.CCancelRequest>;
 type DimseDataset = InstanceType<typeof dimse.Dataset>;
 
@@ -95,6 +98,8 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     alog: Logger = log.child({ assocId: this.assocId });
     current: StoreSink | undefined;
     readonly sock: net.Socket;
+    /** Set once the peer asked for release: nothing more may be sent on this association. */
+    released = false;
     /** The calling AE title this association counts against (per-AE limit). */
     countedAe: string | undefined;
     /** Message IDs of C-FIND requests a C-CANCEL asked to stop. */
@@ -187,6 +192,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     }
 
     override associationReleaseRequested(): void {
+      this.released = true;
       this.alog.info('association released');
       this.sendAssociationReleaseResponse();
     }
@@ -370,6 +376,62 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
           callback([response]);
         })
         .catch((err: unknown) => this.alog.error({ err: (err as Error).message }, 'C-GET response could not be sent'));
+    }
+
+    /**
+     * Storage Commitment (commitment.ts): N-ACTION-RSP at once, N-EVENT-REPORT when the instances are
+     * checked — on this association while it is open, else on a new one to the requester's node.
+     */
+    override nActionRequest(request: NActionRequest, callback: (response: InstanceType<typeof NActionResponse>) => void): void {
+      const response = NActionResponse.fromRequest(request);
+      if (request.getRequestedSopClassUid() !== STORAGE_COMMITMENT_PUSH || request.getActionTypeId() !== 1) {
+        response.setStatus(request.getRequestedSopClassUid() !== STORAGE_COMMITMENT_PUSH ? 0x0118 : 0x0123); // no such SOP class / no such action
+        callback(response);
+        return;
+      }
+      let commit;
+      try {
+        commit = parseCommitRequest(DicomMetaDictionary.denaturalizeDataset(request.getDataset()?.getElements() ?? {}) as JsonDataset);
+      } catch (err) {
+        response.setStatus(0x0120); // missing attribute (PS3.7 C.4.2.1)
+        response.setErrorComment((err as Error).message.slice(0, 64));
+        callback(response);
+        return;
+      }
+      response.setStatus(0x0000);
+      callback(response);
+      const callingAe = this.association?.getCallingAeTitle().trim() ?? '';
+      const internals = this as unknown as { sendRequests(requests: unknown[]): void };
+      void (async () => {
+        const result = await checkCommitment(deps.db, commit.refs, config.dimse.commitmentWaitMs);
+        const { eventTypeId, dataset } = eventReport(commit.transactionUid, result, config.dimse.aeTitle);
+        const report = new NEventReportRequest(STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_INSTANCE, eventTypeId);
+        report.setDataset(new Dataset(DicomMetaDictionary.naturalizeDataset(dataset), '1.2.840.10008.1.2'));
+        const log = this.alog.child({ transactionUid: commit.transactionUid, committed: result.committed.length, failed: result.failed.length });
+        if (!this.sock.destroyed && !this.released) {
+          internals.sendRequests([report]);
+          log.info('storage commitment reported on the requesting association');
+          return;
+        }
+        const node = findNode(nodes, callingAe);
+        if (!node) {
+          log.warn('storage commitment: requester closed its association and is not in the nodes file; the report cannot be sent');
+          return;
+        }
+        const status = await sendOnNewAssociation(
+          {
+            host: node.host,
+            port: node.port,
+            callingAeTitle: config.dimse.aeTitle,
+            calledAeTitle: node.aeTitle,
+            maxPduLength: config.dimse.maxPduLength,
+            timeoutMs: config.dimse.scuTimeoutMs,
+          },
+          { abstractSyntaxUid: STORAGE_COMMITMENT_PUSH, scpRole: true },
+          report,
+        );
+        log.info({ status: `0x${status.toString(16)}` }, 'storage commitment reported on a new association');
+      })().catch((err: unknown) => this.alog.warn({ err: (err as Error).message }, 'storage commitment report failed'));
     }
 
     /** An accepted presentation context for this storage SOP class in exactly this transfer syntax. */

@@ -308,3 +308,60 @@ export class StoreScu {
     }
   }
 }
+
+/**
+ * Sends one request on a new association with a single presentation context and releases it; resolves
+ * with the response status. For N-EVENT-REPORTs of storage commitment sent back to a requester that
+ * closed its association (`scpRole`: we propose to act as SCP of the SOP class, PS3.7 §D.3.3.4).
+ */
+export async function sendOnNewAssociation(
+  opts: ScuOptions,
+  context: { readonly abstractSyntaxUid: string; readonly scpRole?: boolean },
+  request: { on(event: 'response', listener: (r: { getStatus(): number }) => void): unknown },
+): Promise<number> {
+  const association = new Association(opts.callingAeTitle, opts.calledAeTitle);
+  association.setMaxPduLength(opts.maxPduLength);
+  const pcId = association.addPresentationContext(context.abstractSyntaxUid);
+  for (const ts of UNCOMPRESSED) association.addTransferSyntaxToPresentationContext(pcId, ts);
+  if (context.scpRole) {
+    const pc = association.getPresentationContext(pcId);
+    pc.setUserRole(false);
+    pc.setProviderRole(true);
+  }
+  const socket = net.connect({ host: opts.host, port: opts.port });
+  socket.setNoDelay(true);
+  const network = new RawNetwork(socket, { connectTimeout: opts.timeoutMs, associationTimeout: opts.timeoutMs, pduTimeout: opts.timeoutMs });
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${opts.calledAeTitle} did not answer within ${opts.timeoutMs} ms`)), opts.timeoutMs);
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      socket.once('error', fail);
+      network.on('networkError', fail);
+      network.on('associationRejected', () => fail(new Error(`${opts.calledAeTitle} rejected the association`)));
+      network.on('connect', () => network.sendAssociationRequest(association));
+      network.on('associationAccepted', () => {
+        request.on('response', (r) => {
+          clearTimeout(timer);
+          resolve(r.getStatus());
+        });
+        network.sendRequests([request]);
+      });
+    });
+  } finally {
+    if (!socket.destroyed) {
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      network.on('associationReleaseResponse', () => socket.end());
+      try {
+        network.sendAssociationReleaseRequest();
+      } catch {
+        socket.destroy();
+      }
+      const timer = setTimeout(() => socket.destroy(), 5000);
+      await closed;
+      clearTimeout(timer);
+    }
+  }
+}

@@ -30,6 +30,7 @@ export interface PorticoConfig {
     /** Unset: the role decides (see {@link allowUnknownAe}). */
     readonly allowUnknownAe?: boolean;
     readonly maxAssociationsPerAe: number;
+    readonly commitmentWaitMs: number;
   };
   readonly http: {
     readonly host: string;

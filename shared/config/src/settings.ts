@@ -100,6 +100,13 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Concurrent associations from one calling AE title; more are rejected with reason 2 (local limit exceeded).',
   },
   {
+    path: 'dimse.commitmentWaitMs',
+    env: 'PORTICO_DIMSE_COMMITMENT_WAIT_MS',
+    schema: z.coerce.number().int().min(0),
+    default: 10000,
+    doc: 'Storage commitment: how long instances not yet indexed (acknowledged moments ago, still in the ingest queue) are looked for before they are reported failed (0x0112).',
+  },
+  {
     path: 'dimse.nodesFile',
     env: 'PORTICO_NODES_FILE',
     schema: optionalString,
