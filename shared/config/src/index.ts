@@ -42,6 +42,7 @@ export interface PorticoConfig {
     readonly wadoUriPath: string;
     readonly thumbnailSize: number;
   };
+  readonly worklist: { readonly upstream?: string; readonly refreshIntervalMs: number; readonly cacheTtlMs: number };
   /** `enabled` unset: the role decides (see {@link viewerEnabled}). */
   readonly viewer: { readonly enabled?: boolean; readonly path: string };
   readonly database: { readonly url?: string; readonly embeddedPort: number; readonly poolSize: number };

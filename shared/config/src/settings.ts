@@ -107,6 +107,29 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Storage commitment: how long instances not yet indexed (acknowledged moments ago, still in the ingest queue) are looked for before they are reported failed (0x0112).',
   },
   {
+    path: 'worklist.upstream',
+    env: 'PORTICO_WORKLIST_UPSTREAM',
+    schema: z
+      .string()
+      .regex(/^[^@\\]{1,16}@[^:]+:\d{1,5}$/, 'AE@host:port')
+      .optional(),
+    doc: 'Upstream modality worklist (RIS or MWL SCP) as `AE@host:port`. Set: Portico answers Modality Worklist C-FIND from it, through a cache. Unset: no worklist service.',
+  },
+  {
+    path: 'worklist.refreshIntervalMs',
+    env: 'PORTICO_WORKLIST_REFRESH_MS',
+    schema: positiveInt,
+    default: 60000,
+    doc: 'How often the whole upstream worklist is pulled into the cache.',
+  },
+  {
+    path: 'worklist.cacheTtlMs',
+    env: 'PORTICO_WORKLIST_CACHE_TTL_MS',
+    schema: positiveInt,
+    default: 604800000,
+    doc: 'Cached worklist items not seen upstream for this long are dropped (default 7 days).',
+  },
+  {
     path: 'dimse.nodesFile',
     env: 'PORTICO_NODES_FILE',
     schema: optionalString,
