@@ -18,7 +18,7 @@ import { findRetrieveSet, type Db, type RetrieveItem, type RetrieveKeys } from '
 import type { ObjectStore } from '@portico/storage';
 import type { Logger } from '@portico/logging';
 import { keyString, type JsonDataset } from './find-match.ts';
-import { StoreScu } from './store-scu.ts';
+import { StoreScu, type ScuTls } from './store-scu.ts';
 
 export const PATIENT_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.1.2';
 export const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
@@ -98,6 +98,8 @@ export interface MoveRun extends RetrieveRun {
   readonly maxPduLength: number;
   readonly timeoutMs: number;
   readonly originator: { readonly aeTitle: string; readonly messageId: number };
+  /** Our TLS materials, used for destinations listed with `tls: true`. */
+  readonly clientTls?: ScuTls;
 }
 
 /** Runs one C-MOVE; never rejects. */
@@ -119,6 +121,7 @@ export async function runMove(run: MoveRun, model: 'patient' | 'study', identifi
           calledAeTitle: node.aeTitle,
           maxPduLength: run.maxPduLength,
           timeoutMs: run.timeoutMs,
+          ...(node.tls ? { tls: run.clientTls ?? {} } : {}),
         },
         items,
       );

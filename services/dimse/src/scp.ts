@@ -8,6 +8,8 @@
  * C-STORE-RSP waits out Nagle + delayed ACK (~35-40 ms per instance on loopback).
  */
 import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import dimse from 'dcmjs-dimse';
@@ -73,6 +75,8 @@ const FIND_WRITE_HIGH_WATER = 256 * 1024;
 export interface DimseServer {
   /** The port actually bound (useful with port 0). */
   readonly port: number;
+  /** The TLS port actually bound, when DIMSE over TLS is on. */
+  readonly tlsPort: number | undefined;
   /** Number of open associations. */
   activeAssociations(): number;
   /** Stops accepting, waits up to graceMs for associations to end, then aborts the rest. */
@@ -84,6 +88,12 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
   const { config, log } = deps;
   // The known nodes (C-MOVE destinations); a bad file stops the start here.
   const nodes = loadNodes(config.dimse.nodesFile);
+  // What we present and trust on associations we open to nodes listed with `tls: true`.
+  const clientTls = {
+    ...(config.dimse.tlsCaFile ? { ca: readFileSync(config.dimse.tlsCaFile) } : {}),
+    ...(config.dimse.tlsCertFile ? { cert: readFileSync(config.dimse.tlsCertFile) } : {}),
+    ...(config.dimse.tlsKeyFile ? { key: readFileSync(config.dimse.tlsKeyFile) } : {}),
+  };
   const worklist = config.worklist.upstream
     ? startWorklist({
         db: deps.db,
@@ -319,6 +329,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
           maxPduLength: config.dimse.maxPduLength,
           timeoutMs: config.dimse.scuTimeoutMs,
           originator: { aeTitle: this.association?.getCallingAeTitle().trim() ?? '', messageId },
+          clientTls,
           cancelled: () => this.cancelled.has(messageId),
           onProgress: (counts) => {
             if (context) internals._sendDimse({ context, command: build(0xff00, counts) });
@@ -460,6 +471,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
             calledAeTitle: node.aeTitle,
             maxPduLength: config.dimse.maxPduLength,
             timeoutMs: config.dimse.scuTimeoutMs,
+            ...(node.tls ? { tls: clientTls } : {}),
           },
           { abstractSyntaxUid: STORAGE_COMMITMENT_PUSH, scpRole: true },
           report,
@@ -532,7 +544,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     }
   }
 
-  const server = net.createServer((socket) => {
+  const onConnection = (socket: net.Socket): void => {
     socket.setNoDelay(true);
     sockets.add(socket);
     const scp = new PorticoScp(socket, {
@@ -557,24 +569,49 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       if (scp.current && !scp.current.writableFinished) scp.current.destroy(new Error('association ended during C-STORE'));
     });
     socket.on('error', (err) => scp.alog.warn({ err: err.message }, 'connection error'));
-  });
+  };
+  const server = net.createServer(onConnection);
   server.maxConnections = config.dimse.maxAssociations + 8;
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.dimse.port, config.dimse.host, () => {
-      server.off('error', reject);
-      resolve();
+  const listen = (srv: net.Server, port: number): Promise<number> =>
+    new Promise<number>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(port, config.dimse.host, () => {
+        srv.off('error', reject);
+        resolve((srv.address() as net.AddressInfo).port);
+      });
     });
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const port = await listen(server, config.dimse.port);
+  // DIMSE over TLS (PS3.15 Annex B): the same associations behind a TLS handshake, on a port of its own.
+  let tlsServer: tls.Server | undefined;
+  let tlsPort: number | undefined;
+  if (config.dimse.tlsPort !== undefined) {
+    tlsServer = tls.createServer(
+      {
+        cert: readFileSync(config.dimse.tlsCertFile!),
+        key: readFileSync(config.dimse.tlsKeyFile!),
+        ...(config.dimse.tlsCaFile ? { ca: readFileSync(config.dimse.tlsCaFile) } : {}),
+        requestCert: config.dimse.tlsRequireClientCert,
+        rejectUnauthorized: config.dimse.tlsRequireClientCert,
+        minVersion: 'TLSv1.2',
+      },
+      onConnection,
+    );
+    tlsServer.maxConnections = server.maxConnections;
+    tlsServer.on('tlsClientError', (err) => log.warn({ err: err.message }, 'TLS handshake failed'));
+    tlsPort = await listen(tlsServer, config.dimse.tlsPort);
+    log.info({ port: tlsPort }, 'DIMSE TLS listening');
+  }
   log.info({ port, aeTitle: config.dimse.aeTitle }, 'DIMSE SCP listening');
 
   return {
     port,
+    tlsPort,
     activeAssociations: () => sockets.size,
     async close(graceMs) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = Promise.all([
+        new Promise<void>((resolve) => server.close(() => resolve())),
+        tlsServer ? new Promise<void>((resolve) => tlsServer.close(() => resolve())) : undefined,
+      ]);
       const deadline = Date.now() + graceMs;
       while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       if (sockets.size > 0) {

@@ -11,6 +11,7 @@
  * SCP's own association) route dcmjs-dimse's `_sendPDataTF` through it.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { once } from 'node:events';
 import dimse from 'dcmjs-dimse';
 import type { ObjectStore } from '@portico/storage';
@@ -159,6 +160,29 @@ export function sendPDataTf(
   });
 }
 
+/**
+ * A TCP or TLS connection to a peer, no Nagle. dcmjs-dimse writes its A-ASSOCIATE-RQ on 'connect'; on a
+ * TLS socket that write waits for the handshake, which fails on an untrusted peer certificate.
+ */
+function connectTo(opts: ScuOptions): net.Socket {
+  if (!opts.tls) {
+    const socket = net.connect({ host: opts.host, port: opts.port });
+    socket.setNoDelay(true);
+    return socket;
+  }
+  const socket = tls.connect({
+    host: opts.host,
+    port: opts.port,
+    ...(opts.tls.ca ? { ca: opts.tls.ca } : {}),
+    ...(opts.tls.cert ? { cert: opts.tls.cert } : {}),
+    ...(opts.tls.key ? { key: opts.tls.key } : {}),
+    // DICOM peers are named by AE title and address; certificates often carry no matching host name.
+    checkServerIdentity: () => undefined,
+  });
+  socket.setNoDelay(true);
+  return socket;
+}
+
 /** Transfer syntaxes proposed for a stored instance: its own first, then, when it is uncompressed, the others. */
 const UNCOMPRESSED = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2'];
 
@@ -183,9 +207,18 @@ class RawNetwork extends Network {
   }
 }
 
+/** TLS for an outgoing association: whom we trust, and the certificate we present. */
+export interface ScuTls {
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
 export interface ScuOptions {
   readonly host: string;
   readonly port: number;
+  /** Set: the association runs over TLS (PS3.15 Annex B), the peer's certificate verified. */
+  readonly tls?: ScuTls;
   readonly callingAeTitle: string;
   readonly calledAeTitle: string;
   readonly maxPduLength: number;
@@ -230,8 +263,7 @@ export class StoreScu {
         association.addTransferSyntaxToPresentationContext(pcId, ts);
     }
     if (seen.size > 127) throw new Error(`${seen.size} SOP class / transfer syntax pairs do not fit one association (128 presentation contexts)`);
-    const socket = net.connect({ host: opts.host, port: opts.port });
-    socket.setNoDelay(true);
+    const socket = connectTo(opts);
     const network = new RawNetwork(socket, { connectTimeout: opts.timeoutMs, associationTimeout: opts.timeoutMs, pduTimeout: opts.timeoutMs });
     const scu = new StoreScu(socket, network);
     await new Promise<void>((resolve, reject) => {
@@ -328,8 +360,7 @@ export async function sendOnNewAssociation(
     pc.setUserRole(false);
     pc.setProviderRole(true);
   }
-  const socket = net.connect({ host: opts.host, port: opts.port });
-  socket.setNoDelay(true);
+  const socket = connectTo(opts);
   const network = new RawNetwork(socket, { connectTimeout: opts.timeoutMs, associationTimeout: opts.timeoutMs, pduTimeout: opts.timeoutMs });
   try {
     return await new Promise<number>((resolve, reject) => {

@@ -31,6 +31,11 @@ export interface PorticoConfig {
     readonly allowUnknownAe?: boolean;
     readonly maxAssociationsPerAe: number;
     readonly commitmentWaitMs: number;
+    readonly tlsPort?: number;
+    readonly tlsCertFile?: string;
+    readonly tlsKeyFile?: string;
+    readonly tlsCaFile?: string;
+    readonly tlsRequireClientCert: boolean;
   };
   readonly http: {
     readonly host: string;
@@ -162,6 +167,9 @@ export function loadConfig(opts: LoadConfigOptions = {}): PorticoConfig {
     const o = config.objects;
     if (o.s3Endpoint && (!o.s3AccessKey || !o.s3SecretKey))
       problems.push('PORTICO_S3_ENDPOINT is set: PORTICO_S3_ACCESS_KEY and PORTICO_S3_SECRET_KEY are required');
+    const d = config.dimse;
+    if (d.tlsPort !== undefined && (!d.tlsCertFile || !d.tlsKeyFile))
+      problems.push('PORTICO_DIMSE_TLS_PORT is set: PORTICO_DIMSE_TLS_CERT and PORTICO_DIMSE_TLS_KEY are required');
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);

@@ -7,6 +7,7 @@
  *   - aeTitle: WORKSTATION1   # 1-16 characters, no backslash
  *     host: 10.0.0.12
  *     port: 104
+ *     tls: false               # associations we open to it use TLS
  *     services: [echo, store, find, move, get]   # what this AE may ask of us (default: all)
  * ```
  *
@@ -29,6 +30,8 @@ const nodeSchema = z
       .transform((s) => s.trim()),
     host: z.string().min(1),
     port: z.number().int().min(1).max(65535),
+    /** Associations we open to this node use TLS (its port is then its TLS port). */
+    tls: z.boolean().default(false),
     services: z.array(z.enum(NODE_SERVICES)).default([...NODE_SERVICES]),
   })
   .strict();

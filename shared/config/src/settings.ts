@@ -130,6 +130,32 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Cached worklist items not seen upstream for this long are dropped (default 7 days).',
   },
   {
+    path: 'dimse.tlsPort',
+    env: 'PORTICO_DIMSE_TLS_PORT',
+    schema: port.optional(),
+    doc: 'DIMSE over TLS (PS3.15 Annex B): a second listener on this port (2762 is the registered one). Needs the certificate and key files.',
+  },
+  {
+    path: 'dimse.tlsCertFile',
+    env: 'PORTICO_DIMSE_TLS_CERT',
+    schema: optionalString,
+    doc: 'PEM certificate (chain) of our AE, for the TLS listener and for outgoing TLS associations.',
+  },
+  { path: 'dimse.tlsKeyFile', env: 'PORTICO_DIMSE_TLS_KEY', schema: optionalString, doc: 'PEM private key of that certificate.' },
+  {
+    path: 'dimse.tlsCaFile',
+    env: 'PORTICO_DIMSE_TLS_CA',
+    schema: optionalString,
+    doc: 'PEM certificates we trust: peers we connect to over TLS, and client certificates when they are required. Unset: the system trust store.',
+  },
+  {
+    path: 'dimse.tlsRequireClientCert',
+    env: 'PORTICO_DIMSE_TLS_REQUIRE_CLIENT_CERT',
+    schema: bool,
+    default: false,
+    doc: 'TLS listener: refuse peers without a certificate signed by a trusted CA (mutual TLS).',
+  },
+  {
     path: 'dimse.nodesFile',
     env: 'PORTICO_NODES_FILE',
     schema: optionalString,
