@@ -12,7 +12,7 @@ else
   export PATH := $(NODE_BIN):$(PATH)
 endif
 
-.PHONY: help node deps viewer run test test-unit test-integration test-e2e lint typecheck generate check-generated bench clean
+.PHONY: help node deps viewer run test test-unit test-integration test-e2e lint typecheck generate check-generated bench bench-qr clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -87,6 +87,9 @@ test: deps viewer check-generated typecheck lint ## everything CI runs: generate
 
 bench: deps ## ingest benchmark side by side with Orthanc and storescp (see bench/README.md)
 	node bench/ingest.ts
+
+bench-qr: deps ## C-FIND / C-MOVE / C-GET benchmark side by side with Orthanc (see bench/README.md)
+	node bench/query-retrieve.ts
 
 clean:
 	rm -rf node_modules .node dist-types .viewer

@@ -1,0 +1,270 @@
+/**
+ * Query/retrieve benchmark (issue 4), side by side with Orthanc in one run:
+ * - C-FIND latency per `findscu` invocation (a new association each) and per query inside one
+ *   association (`findscu --repeat`), study level, exact PatientID and wildcard PatientName;
+ * - C-MOVE of one 500-instance CT study to a dcmtk `storescp`, and C-GET of it with `getscu`,
+ *   instances/s.
+ * Both servers get the same generated set (one study of N CT instances, 512x512 16-bit, plus 50 small
+ * studies of other patients so queries have something to skip), sent with dcmsend before timing.
+ *
+ *   node bench/query-retrieve.ts [--instances 500] [--finds 30]
+ *
+ * Needs dcmtk and orthanc (apt-get install dcmtk orthanc). Prints a Markdown report and writes it to
+ * bench/results/query-retrieve-<time>.md.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { freePort, run, syntheticInstance, testUid } from '@portico/testing';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const env = { TCP_NODELAY: '1' };
+const { values } = parseArgs({
+  options: { instances: { type: 'string', default: '500' }, finds: { type: 'string', default: '30' }, help: { type: 'boolean', short: 'h' } },
+});
+if (values.help) {
+  process.stdout.write('node bench/query-retrieve.ts [--instances N] [--finds N]\n');
+  process.exit(0);
+}
+const N = Number(values.instances);
+const FINDS = Number(values.finds);
+const ORTHANC = ['/usr/sbin/Orthanc', '/usr/bin/Orthanc'].find((p) => existsSync(p));
+if (!ORTHANC) throw new Error('Orthanc not found (apt-get install orthanc)');
+
+const work = mkdtempSync(join(tmpdir(), 'bench-qr-'));
+const log = (m: string): void => void process.stderr.write(`${m}\n`);
+const children: ChildProcess[] = [];
+const start = (cmd: string, args: string[], extraEnv: Record<string, string> = {}): ChildProcess => {
+  const c = spawn(cmd, args, { env: { ...process.env, ...env, ...extraEnv }, stdio: 'ignore' });
+  children.push(c);
+  return c;
+};
+const waitPort = async (port: number): Promise<void> => {
+  const net = await import('node:net');
+  for (const until = Date.now() + 180_000; Date.now() < until;) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect(port, '127.0.0.1', () => (s.destroy(), r(true)));
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`port ${port} did not open`);
+};
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+// The data set.
+const setDir = join(work, 'set');
+mkdirSync(setDir);
+const bigStudy = testUid('bench-qr-study', 'big');
+log(`generating ${N} CT instances + 50 small studies in ${setDir}`);
+for (let i = 0; i < N; i++)
+  writeFileSync(
+    join(setDir, `big-${i}.dcm`),
+    syntheticInstance({
+      studyInstanceUid: bigStudy,
+      seriesInstanceUid: testUid('bench-qr-series', 'big'),
+      sopInstanceUid: testUid('bench-qr-sop', i),
+      instanceNumber: i + 1,
+      patientName: 'Bench^Retrieve',
+      patientId: 'BENCHQR',
+      seed: i + 1,
+    }),
+  );
+for (let s = 0; s < 50; s++)
+  writeFileSync(
+    join(setDir, `small-${s}.dcm`),
+    syntheticInstance({
+      studyInstanceUid: testUid('bench-qr-study', s),
+      seriesInstanceUid: testUid('bench-qr-series', s),
+      sopInstanceUid: testUid('bench-qr-small', s),
+      patientName: `Other^Patient${s}`,
+      patientId: `OTHER${s}`,
+      rows: 16,
+      columns: 16,
+    }),
+  );
+
+interface Target {
+  name: string;
+  port: number;
+  ae: string;
+}
+const storescpPort = await freePort();
+const results: Record<string, Record<string, number>> = {};
+
+async function measure(t: Target): Promise<void> {
+  const r: Record<string, number> = {};
+  results[t.name] = r;
+  log(`${t.name}: sending the set`);
+  const sent = await run('dcmsend', ['-nh', '+sd', '127.0.0.1', String(t.port), setDir, '-aec', t.ae], { env, timeoutMs: 600_000 });
+  if (sent.code !== 0) throw new Error(`${t.name}: dcmsend failed: ${sent.stderr.slice(0, 300)}`);
+  await new Promise((res) => setTimeout(res, 3000)); // let Portico's worker index the tail
+  for (const [label, key] of [
+    ['exact PatientID', 'PatientID=BENCHQR'],
+    ['wildcard PatientName', 'PatientName=Bench*'],
+  ] as const) {
+    const per: number[] = [];
+    for (let i = 0; i < FINDS; i++) {
+      const s = performance.now();
+      const f = await run(
+        'findscu',
+        ['-S', '-aet', 'FINDSCU', '-aec', t.ae, '127.0.0.1', String(t.port), '-k', 'QueryRetrieveLevel=STUDY', '-k', key, '-k', 'StudyInstanceUID'],
+        { env },
+      );
+      if (f.code !== 0) throw new Error(`${t.name}: findscu failed: ${f.stderr.slice(0, 300)}`);
+      per.push(performance.now() - s);
+    }
+    r[`C-FIND ${label}, per findscu (ms, p50)`] = median(per);
+    const s = performance.now();
+    const f = await run(
+      'findscu',
+      [
+        '-S',
+        '-aet',
+        'FINDSCU',
+        '--repeat',
+        String(FINDS * 5),
+        '-aec',
+        t.ae,
+        '127.0.0.1',
+        String(t.port),
+        '-k',
+        'QueryRetrieveLevel=STUDY',
+        '-k',
+        key,
+        '-k',
+        'StudyInstanceUID',
+      ],
+      { env, timeoutMs: 300_000 },
+    );
+    if (f.code !== 0) throw new Error(`${t.name}: findscu --repeat failed`);
+    r[`C-FIND ${label}, in one association (ms/query)`] = (performance.now() - s) / (FINDS * 5);
+  }
+  for (const op of ['C-MOVE', 'C-GET'] as const) {
+    const out = join(work, `${t.name}-${op}`);
+    mkdirSync(out);
+    let recv: ChildProcess | undefined;
+    if (op === 'C-MOVE') {
+      recv = start('storescp', ['-aet', 'STORESCP', '-od', out, String(storescpPort)]);
+      await waitPort(storescpPort);
+    }
+    const s = performance.now();
+    const args =
+      op === 'C-MOVE'
+        ? [
+            'movescu',
+            [
+              '-S',
+              '-aet',
+              'MOVESCU',
+              '-aec',
+              t.ae,
+              '-aem',
+              'STORESCP',
+              '127.0.0.1',
+              String(t.port),
+              '-k',
+              'QueryRetrieveLevel=STUDY',
+              '-k',
+              `StudyInstanceUID=${bigStudy}`,
+            ],
+          ]
+        : [
+            'getscu',
+            [
+              '-S',
+              '-aet',
+              'GETSCU',
+              '-aec',
+              t.ae,
+              '-od',
+              out,
+              '127.0.0.1',
+              String(t.port),
+              '-k',
+              'QueryRetrieveLevel=STUDY',
+              '-k',
+              `StudyInstanceUID=${bigStudy}`,
+            ],
+          ];
+    const m = await run(args[0] as string, args[1] as string[], { env, timeoutMs: 600_000 });
+    const secs = (performance.now() - s) / 1000;
+    recv?.kill();
+    const got = readdirSync(out).length;
+    if (m.code !== 0 || got !== N) throw new Error(`${t.name}: ${op} got ${got} of ${N} (exit ${m.code}): ${m.stderr.slice(-300)}`);
+    r[`${op} of ${N} instances (instances/s)`] = N / secs;
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+try {
+  // Orthanc, SyncStorageArea and everything else at their defaults.
+  const [oDicom, oHttp] = [await freePort(), await freePort()];
+  const oConf = join(work, 'orthanc.json');
+  writeFileSync(
+    oConf,
+    JSON.stringify({
+      StorageDirectory: join(work, 'orthanc-storage'),
+      IndexDirectory: join(work, 'orthanc-index'),
+      DicomAet: 'ORTHANC',
+      DicomPort: oDicom,
+      HttpPort: oHttp,
+      DicomCheckCalledAet: false,
+      DicomModalities: {
+        findscu: ['FINDSCU', '127.0.0.1', 1],
+        movescu: ['MOVESCU', '127.0.0.1', 1],
+        getscu: ['GETSCU', '127.0.0.1', 1],
+        storescp: ['STORESCP', '127.0.0.1', storescpPort],
+      },
+    }),
+  );
+  const orthanc = start(ORTHANC, [oConf]);
+  await waitPort(oDicom);
+  await measure({ name: 'Orthanc', port: oDicom, ae: 'ORTHANC' });
+  orthanc.kill();
+
+  const [pDicom, pHttp, pPg] = [await freePort(), await freePort(), await freePort()];
+  writeFileSync(join(work, 'nodes.yml'), `nodes:\n  - { aeTitle: STORESCP, host: 127.0.0.1, port: ${storescpPort} }\n`);
+  const portico = start(process.execPath, [join(REPO, 'services/portico/src/cli.ts'), 'standalone'], {
+    PORTICO_DATA_DIR: join(work, 'portico'),
+    PORTICO_DIMSE_PORT: String(pDicom),
+    PORTICO_HTTP_PORT: String(pHttp),
+    PORTICO_EMBEDDED_PG_PORT: String(pPg),
+    PORTICO_NODES_FILE: join(work, 'nodes.yml'),
+    PORTICO_LOG_LEVEL: 'warn',
+    PORTICO_VIEWER_ENABLED: 'false',
+  });
+  await waitPort(pDicom);
+  await measure({ name: 'Portico', port: pDicom, ae: 'PORTICO' });
+  portico.kill('SIGINT');
+  await new Promise((r) => portico.once('exit', r));
+
+  const keys = Object.keys(results['Orthanc']!);
+  const lines = [
+    `# Query/retrieve benchmark, ${new Date().toISOString()}`,
+    '',
+    `${N} CT instances (512x512, 16-bit) in one study plus 50 small studies; findscu/movescu/getscu/storescp with TCP_NODELAY=1; ${FINDS} findscu runs per query (p50), ${FINDS * 5} queries on one association.`,
+    '',
+    '| measure | Orthanc | Portico | Portico ÷ Orthanc |',
+    '|---|--:|--:|--:|',
+    ...keys.map((k) => {
+      const o = results['Orthanc']![k]!;
+      const p = results['Portico']![k]!;
+      return `| ${k} | ${o.toFixed(1)} | ${p.toFixed(1)} | ${(p / o).toFixed(2)}x |`;
+    }),
+    '',
+    'Targets (issue 4): C-FIND ≤ Orthanc (ratio ≤ 1 for the ms rows); C-MOVE and C-GET ≥ Orthanc instances/s (ratio ≥ 1).',
+    '',
+  ];
+  const report = lines.join('\n');
+  process.stdout.write(report);
+  mkdirSync(join(REPO, 'bench/results'), { recursive: true });
+  writeFileSync(join(REPO, `bench/results/query-retrieve-${new Date().toISOString().replace(/[:.]/g, '-')}.md`), report);
+} finally {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+}
