@@ -13,7 +13,7 @@
  * bench/results/query-retrieve-<time>.md.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,10 +35,13 @@ const ORTHANC = ['/usr/sbin/Orthanc', '/usr/bin/Orthanc'].find((p) => existsSync
 if (!ORTHANC) throw new Error('Orthanc not found (apt-get install orthanc)');
 
 const work = mkdtempSync(join(tmpdir(), 'bench-qr-'));
+// As root, embedded PostgreSQL runs as user postgres, which must be able to traverse to its data folder.
+chmodSync(work, 0o711);
 const log = (m: string): void => void process.stderr.write(`${m}\n`);
 const children: ChildProcess[] = [];
-const start = (cmd: string, args: string[], extraEnv: Record<string, string> = {}): ChildProcess => {
-  const c = spawn(cmd, args, { env: { ...process.env, ...env, ...extraEnv }, stdio: 'ignore' });
+const start = (cmd: string, args: string[], extraEnv: Record<string, string> = {}, logFile?: string): ChildProcess => {
+  const out = logFile ? openSync(logFile, 'a') : 'ignore';
+  const c = spawn(cmd, args, { env: { ...process.env, ...env, ...extraEnv }, stdio: ['ignore', out, out] });
   children.push(c);
   return c;
 };
@@ -229,15 +232,21 @@ try {
 
   const [pDicom, pHttp, pPg] = [await freePort(), await freePort(), await freePort()];
   writeFileSync(join(work, 'nodes.yml'), `nodes:\n  - { aeTitle: STORESCP, host: 127.0.0.1, port: ${storescpPort} }\n`);
-  const portico = start(process.execPath, [join(REPO, 'services/portico/src/cli.ts'), 'standalone'], {
-    PORTICO_DATA_DIR: join(work, 'portico'),
-    PORTICO_DIMSE_PORT: String(pDicom),
-    PORTICO_HTTP_PORT: String(pHttp),
-    PORTICO_EMBEDDED_PG_PORT: String(pPg),
-    PORTICO_NODES_FILE: join(work, 'nodes.yml'),
-    PORTICO_LOG_LEVEL: 'warn',
-    PORTICO_VIEWER_ENABLED: 'false',
-  });
+  const portico = start(
+    process.execPath,
+    [join(REPO, 'services/portico/src/cli.ts'), 'standalone'],
+    {
+      PORTICO_DATA_DIR: join(work, 'portico'),
+      PORTICO_DIMSE_PORT: String(pDicom),
+      PORTICO_HTTP_PORT: String(pHttp),
+      PORTICO_EMBEDDED_PG_PORT: String(pPg),
+      PORTICO_NODES_FILE: join(work, 'nodes.yml'),
+      PORTICO_LOG_LEVEL: 'warn',
+      PORTICO_VIEWER_ENABLED: 'false',
+    },
+    join(work, 'portico.log'),
+  );
+  portico.once('exit', (code) => log(`portico exited (${code}): ${readFileSync(join(work, 'portico.log'), 'utf8').slice(-2000)}`));
   await waitPort(pDicom);
   await measure({ name: 'Portico', port: pDicom, ae: 'PORTICO' });
   portico.kill('SIGINT');

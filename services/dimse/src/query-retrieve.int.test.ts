@@ -134,6 +134,17 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
         studyDate: '20200101',
         modality: 'CT',
       });
+    // Larger than a 16 KiB PDU: C-GET must cut what it sends to the requester's maximum.
+    for (let i = 0; i < 2; i++)
+      write({
+        studyInstanceUid: studyUid(7),
+        seriesInstanceUid: seriesUid(7, 0),
+        sopInstanceUid: testUid('cfind-sop', `7.${i}`),
+        patientName: 'Big^Pixels',
+        patientId: 'BIG7',
+        rows: 128,
+        columns: 128,
+      });
     const charset = path.join(corpusDir(), 'charset');
     const sent = await run('dcmsend', ['-nh', '+sd', '+r', '127.0.0.1', String(server.port), files, charset, '-aec', 'PORTICO'], { env, timeoutMs: 120_000 });
     expect(sent.code, sent.stderr).toBe(0);
@@ -327,6 +338,15 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
     const got = readdirSync(out);
     expect(got).toHaveLength(INSTANCES_PER_SERIES);
     for (const f of got) expect(datasetBytes(path.join(out, f)).equals(datasetBytes(sentFiles.get(f.replace(/^[A-Z]{2}\./, ''))!)), f).toBe(true);
+    const big = mkdtempSync(path.join(work, 'get-big-'));
+    const r2 = await run(
+      'getscu',
+      ['-S', '-aec', 'PORTICO', '-od', big, '127.0.0.1', String(server.port), '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${studyUid(7)}`],
+      { env },
+    );
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(readdirSync(big)).toHaveLength(2);
+    for (const f of readdirSync(big)) expect(datasetBytes(path.join(big, f)).equals(datasetBytes(sentFiles.get(f.replace(/^[A-Z]{2}\./, ''))!)), f).toBe(true);
     const bad = await run(
       'getscu',
       ['-S', '-aec', 'PORTICO', '-od', out, '127.0.0.1', String(server.port), '-k', 'QueryRetrieveLevel=IMAGE', '-k', `StudyInstanceUID=${studyUid(2)}`],

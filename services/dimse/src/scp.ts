@@ -150,9 +150,14 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       });
     }
 
-    _sendPDataTF(command: Parameters<typeof sendPDataTf>[1], pcId: number, maxPdu: number): void {
+    /** What the requester can receive (0: no limit); PDUs we send never exceed it. */
+    peerMaxPdu = 16384;
+
+    _sendPDataTF(command: Parameters<typeof sendPDataTf>[1], pcId: number): void {
+      // dcmjs-dimse passes the association's max PDU length, which is ours by now (see associationRequested).
+      const max = this.peerMaxPdu;
       const base = (Scp.prototype as unknown as { _sendPDataTF: (c: unknown, p: number, m: number) => void })._sendPDataTF;
-      sendPDataTf(this, command, pcId, maxPdu, () => base.call(this, command, pcId, maxPdu));
+      sendPDataTf(this, command, pcId, max, () => base.call(this, command, pcId, max));
     }
 
     override associationRequested(association: DimseAssociation): void {
@@ -206,6 +211,9 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
           );
         }
       }
+      // dcmjs-dimse keeps one max PDU length per association: the requester's (what it can receive) is
+      // kept for what we send, ours goes into the A-ASSOCIATE-AC.
+      this.peerMaxPdu = association.getMaxPduLength();
       association.setMaxPduLength(config.dimse.maxPduLength);
       association.setImplementationClassUid(PORTICO_IMPLEMENTATION_CLASS_UID);
       association.setImplementationVersion(PORTICO_IMPLEMENTATION_VERSION_NAME);
