@@ -85,13 +85,65 @@ interface SendInternals {
 }
 
 const PDATA_TF = 0x04;
+/** Bytes queued on the socket before a sub-operation waits for 'drain'. */
+const SEND_HIGH_WATER = 1 << 20;
 
+/**
+ * Cuts a byte stream into P-DATA-TF PDUs of one data-set PDV each, without copying the data: each PDU is
+ * its 12-byte header plus views of the incoming chunks (written together, corked, so the socket sends
+ * them with one writev). A PDU is emitted only once more bytes follow it, so the last one can carry the
+ * "last fragment" flag (PS3.8 §E.2).
+ */
+export class PdvCutter {
+  private parts: Buffer[] = [];
+  private bytes = 0;
+  private readonly pcId: number;
+  private readonly max: number;
+  constructor(pcId: number, maxPdvData: number) {
+    this.pcId = pcId;
+    this.max = maxPdvData;
+  }
+  *push(data: Buffer): Generator<Buffer[]> {
+    this.parts.push(data);
+    this.bytes += data.length;
+    while (this.bytes > this.max) yield this.take(this.max, false);
+  }
+  end(): Buffer[] {
+    return this.take(this.bytes, true);
+  }
+  private take(n: number, last: boolean): Buffer[] {
+    const header = Buffer.allocUnsafe(12);
+    header[0] = PDATA_TF;
+    header[1] = 0;
+    header.writeUInt32BE(6 + n, 2);
+    header.writeUInt32BE(2 + n, 6);
+    header[10] = this.pcId;
+    header[11] = last ? 2 : 0;
+    const out: Buffer[] = [header];
+    for (let left = n; left > 0;) {
+      const p = this.parts[0]!;
+      if (p.length <= left) {
+        out.push(p);
+        left -= p.length;
+        this.parts.shift();
+      } else {
+        out.push(p.subarray(0, left));
+        this.parts[0] = p.subarray(left);
+        left = 0;
+      }
+    }
+    this.bytes -= n;
+    return out;
+  }
+}
+
+/** One P-DATA-TF PDU holding one PDV (used for the command set). */
 function pdu(pcId: number, command: boolean, last: boolean, data: Buffer): Buffer {
   const out = Buffer.allocUnsafe(12 + data.length);
   out[0] = PDATA_TF;
   out[1] = 0;
-  out.writeUInt32BE(6 + data.length, 2); // PDU length: one PDV item (4-byte length + 2 + data)
-  out.writeUInt32BE(2 + data.length, 6); // PDV item length
+  out.writeUInt32BE(6 + data.length, 2);
+  out.writeUInt32BE(2 + data.length, 6);
   out[10] = pcId;
   out[11] = (command ? 1 : 0) | (last ? 2 : 0);
   data.copy(out, 12);
@@ -121,38 +173,36 @@ export function sendPDataTf(
   if (!(ds instanceof RawDataset)) return fallback();
   const n = network as SendInternals;
   const max = Math.max(4096, Math.min(maxPduLength === 0 ? 4 * 1024 * 1024 : maxPduLength, 4 * 1024 * 1024)) - 6;
-  const write = async (buf: Buffer): Promise<void> => {
-    n.statistics.addBytesSent(buf.length);
-    if (!n.socket.write(buf)) await once(n.socket, 'drain');
+  const write = async (pieces: Buffer | Buffer[]): Promise<void> => {
+    const list = Array.isArray(pieces) ? pieces : [pieces];
+    n.socket.cork();
+    for (const b of list) {
+      n.statistics.addBytesSent(b.length);
+      n.socket.write(b);
+    }
+    n.socket.uncork();
+    // Back-pressure by volume, not per PDU: a socket's 16 KiB high-water mark would make every PDU wait.
+    if (n.socket.writableLength > SEND_HIGH_WATER && !n.socket.destroyed) await once(n.socket, 'drain');
   };
   void (async () => {
     await write(pdu(pcId, true, true, command.getCommandDataset().getDenaturalizedCommandDataset()));
     const stream = await ds.store.get(ds.object.objectKey);
     let head: Buffer | undefined = Buffer.alloc(0);
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
+    const pdvs = new PdvCutter(pcId, max);
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       let data = chunk;
       if (head) {
-        head = Buffer.concat([head, data]);
+        head = head.length === 0 ? data : Buffer.concat([head, data]);
         if (head.length < 144) continue;
         const start = datasetOffset(head);
         if (head.length < start) continue;
         data = head.subarray(start);
         head = undefined;
       }
-      pending.push(data);
-      pendingBytes += data.length;
-      // A PDV is cut only once more bytes follow, so the last one can carry the "last fragment" flag.
-      while (pendingBytes > max) {
-        const joined = Buffer.concat(pending, pendingBytes);
-        await write(pdu(pcId, false, false, joined.subarray(0, max)));
-        pending = [joined.subarray(max)];
-        pendingBytes -= max;
-      }
+      for (const out of pdvs.push(data)) await write(out);
     }
     if (head) throw new Error('stored object ends inside its File Meta group');
-    await write(pdu(pcId, false, true, Buffer.concat(pending, pendingBytes)));
+    await write(pdvs.end());
   })().catch((err: unknown) => {
     // The association cannot carry on with half a data set: abort it; the request fails.
     n.emit('networkError', new Error(`sending ${ds.object.sopInstanceUid}: ${(err as Error).message}`));

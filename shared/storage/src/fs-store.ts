@@ -23,6 +23,8 @@ import type { ObjectStore, PutOptions } from './index.ts';
 
 /** Chunks are gathered into writev batches of this size: few syscalls, bounded memory. */
 const WRITE_BATCH_BYTES = 128 * 1024;
+/** Reads in chunks this large: an instance of a few hundred KiB in one or two reads (each a thread-pool round trip). */
+const READ_CHUNK_BYTES = 512 * 1024;
 
 export class FsObjectStore implements ObjectStore {
   readonly kind = 'fs';
@@ -140,7 +142,7 @@ export class FsObjectStore implements ObjectStore {
       throw err;
     }
     // The stream owns the handle from here and closes it at end, error or destroy.
-    return file.createReadStream(range ? { start: range.start, end: range.end } : {});
+    return file.createReadStream({ highWaterMark: READ_CHUNK_BYTES, ...(range ? { start: range.start, end: range.end } : {}) });
   }
 
   async stat(key: string): Promise<{ size: number } | null> {
