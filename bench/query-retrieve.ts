@@ -229,6 +229,7 @@ try {
   await waitPort(oDicom);
   await measure({ name: 'Orthanc', port: oDicom, ae: 'ORTHANC' });
   orthanc.kill();
+  await new Promise((r) => orthanc.once('exit', r));
 
   const [pDicom, pHttp, pPg] = [await freePort(), await freePort(), await freePort()];
   writeFileSync(join(work, 'nodes.yml'), `nodes:\n  - { aeTitle: STORESCP, host: 127.0.0.1, port: ${storescpPort} }\n`);
@@ -239,6 +240,8 @@ try {
       PORTICO_DATA_DIR: join(work, 'portico'),
       PORTICO_DIMSE_PORT: String(pDicom),
       PORTICO_HTTP_PORT: String(pHttp),
+      PORTICO_DIMSE_HOST: '127.0.0.1',
+      PORTICO_HTTP_HOST: '127.0.0.1',
       PORTICO_EMBEDDED_PG_PORT: String(pPg),
       PORTICO_NODES_FILE: join(work, 'nodes.yml'),
       PORTICO_LOG_LEVEL: 'warn',

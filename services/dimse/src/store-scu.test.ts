@@ -42,3 +42,29 @@ describe('PdvCutter', () => {
     expect(() => datasetOffset(Buffer.alloc(200))).toThrow(/not a Part-10/);
   });
 });
+
+describe('C-STORE command sets', () => {
+  it('writes a C-STORE-RQ with its group length, and reads a C-STORE-RSP', async () => {
+    const { storeCommand, parseStoreResponse } = await import('./store-scu.ts');
+    const cmd = storeCommand({
+      sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+      sopInstanceUid: '1.2.3',
+      messageId: 7,
+      moveOriginator: { aeTitle: 'MOVESCU', messageId: 3 },
+    });
+    expect(cmd.readUInt32LE(8)).toBe(cmd.length - 12);
+    const parsed = parseStoreResponse(Buffer.concat([cmd, el(0x0120, 7), el(0x0900, 0xb000)]));
+    expect(parsed).toMatchObject({ commandField: 0x0001, messageIdBeingRespondedTo: 7, status: 0xb000 });
+    expect(cmd.includes(Buffer.from('MOVESCU '))).toBe(true);
+    expect(() => parseStoreResponse(cmd)).toThrow(/without status/);
+  });
+});
+
+function el(element: number, value: number): Buffer {
+  const b = Buffer.alloc(10);
+  b.writeUInt16LE(0, 0);
+  b.writeUInt16LE(element, 2);
+  b.writeUInt32LE(2, 4);
+  b.writeUInt16LE(value, 8);
+  return b;
+}

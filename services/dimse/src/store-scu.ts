@@ -15,6 +15,7 @@ import tls from 'node:tls';
 import { once } from 'node:events';
 import dimse from 'dcmjs-dimse';
 import type { ObjectStore } from '@portico/storage';
+import { PduReader } from './pdu-reader.ts';
 
 const { Scp } = dimse;
 const { CStoreRequest } = dimse.requests;
@@ -135,6 +136,71 @@ export class PdvCutter {
     this.bytes -= n;
     return out;
   }
+}
+
+/** One element of an Implicit VR Little Endian command set (PS3.7 Annex E). */
+function commandElement(element: number, value: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(8 + value.length);
+  out.writeUInt16LE(0x0000, 0);
+  out.writeUInt16LE(element, 2);
+  out.writeUInt32LE(value.length, 4);
+  value.copy(out, 8);
+  return out;
+}
+const us = (v: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(v);
+  return b;
+};
+const padded = (v: string, pad: number): Buffer => {
+  const b = Buffer.from(v, 'latin1');
+  return b.length % 2 === 0 ? b : Buffer.concat([b, Buffer.from([pad])]);
+};
+
+/** The C-STORE-RQ command set (PS3.7 §9.3.1.1), Implicit VR Little Endian with its group length. */
+export function storeCommand(o: {
+  sopClassUid: string;
+  sopInstanceUid: string;
+  messageId: number;
+  moveOriginator?: { aeTitle: string; messageId: number };
+}): Buffer {
+  const elements = [
+    commandElement(0x0002, padded(o.sopClassUid, 0)),
+    commandElement(0x0100, us(0x0001)), // C-STORE-RQ
+    commandElement(0x0110, us(o.messageId)),
+    commandElement(0x0700, us(0x0000)), // medium priority
+    commandElement(0x0800, us(0x0000)), // a data set follows
+    commandElement(0x1000, padded(o.sopInstanceUid, 0)),
+  ];
+  if (o.moveOriginator) {
+    elements.push(commandElement(0x1030, padded(o.moveOriginator.aeTitle, 0x20)), commandElement(0x1031, us(o.moveOriginator.messageId)));
+  }
+  const body = Buffer.concat(elements);
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(body.length);
+  return Buffer.concat([commandElement(0x0000, length), body]);
+}
+
+/** Reads what a C-STORE-RSP says: the message it answers, the status and the error comment. */
+export function parseStoreResponse(command: Buffer): { commandField: number; messageIdBeingRespondedTo: number; status: number; errorComment?: string } {
+  let commandField = -1;
+  let messageId = -1;
+  let status = -1;
+  let errorComment: string | undefined;
+  for (let at = 0; at + 8 <= command.length;) {
+    const element = command.readUInt16LE(at + 2);
+    const length = command.readUInt32LE(at + 4);
+    const value = command.subarray(at + 8, at + 8 + length);
+    if (element === 0x0100) commandField = value.readUInt16LE(0);
+    else if (element === 0x0120) messageId = value.readUInt16LE(0);
+    else if (element === 0x0900) status = value.readUInt16LE(0);
+    else if (element === 0x0902) errorComment = value.toString('latin1').replace(/[\0 ]+$/, '');
+    at += 8 + length;
+  }
+  if (status < 0 || messageId < 0) throw new Error('response command set without status or message ID');
+  return errorComment
+    ? { commandField, messageIdBeingRespondedTo: messageId, status, errorComment }
+    : { commandField, messageIdBeingRespondedTo: messageId, status };
 }
 
 /** One P-DATA-TF PDU holding one PDV (used for the command set). */
@@ -289,14 +355,88 @@ export class StoreScu {
   private readonly socket: net.Socket;
   private closed: Promise<void>;
   private failure: Error | undefined;
+  private messageId = 0;
+  private maxPdvData = 16384 - 6;
+  /** The response being waited for (one operation at a time: no asynchronous operations window). */
+  private waiting: { messageId: number; resolve: (r: StoreOutcomeScu) => void; reject: (e: Error) => void } | undefined;
+  private released: (() => void) | undefined;
+  private commandParts: Buffer[] = [];
 
   private constructor(socket: net.Socket, network: InstanceType<typeof RawNetwork>) {
     this.socket = socket;
     this.network = network;
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
-    network.on('networkError', (err: Error) => {
-      this.failure = err;
-    });
+    network.on('networkError', (err: Error) => this.fail(err));
+    void this.closed.then(() => this.fail(new Error('association closed before the C-STORE response')));
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.reject(this.failure);
+  }
+
+  /**
+   * After the association is accepted the data stream is ours: dcmjs-dimse only negotiated it. Its
+   * request machinery parses and writes every command with dcmjs (about 1 ms per instance here); C-STORE
+   * commands and responses are a handful of fixed elements, read and written directly.
+   */
+  private takeOver(): void {
+    const internals = this.network as unknown as { lastPduTime: number | undefined };
+    this.socket.removeAllListeners('data');
+    const reader = new PduReader(
+      (pdu) => {
+        internals.lastPduTime = Date.now();
+        this.onPdu(pdu);
+      },
+      (err) => {
+        this.fail(err);
+        this.socket.destroy();
+      },
+    );
+    this.socket.on('data', (chunk: Buffer) => reader.push(chunk));
+  }
+
+  private onPdu(pdu: Buffer): void {
+    const type = pdu[0];
+    if (type === 0x06) {
+      // A-RELEASE-RP
+      this.released?.();
+      this.socket.end();
+      return;
+    }
+    if (type === 0x07) {
+      this.fail(new Error('the peer aborted the association'));
+      this.socket.destroy();
+      return;
+    }
+    if (type !== 0x04) {
+      this.fail(new Error(`unexpected PDU type 0x${type?.toString(16)} during C-STORE`));
+      this.socket.destroy();
+      return;
+    }
+    for (let at = 6; at + 6 <= pdu.length;) {
+      const length = pdu.readUInt32BE(at);
+      const header = pdu[at + 5]!;
+      const value = pdu.subarray(at + 6, at + 4 + length);
+      at += 4 + length;
+      if ((header & 1) === 0) continue; // a data set: C-STORE-RSP has none
+      this.commandParts.push(value);
+      if ((header & 2) === 0) continue;
+      const command = Buffer.concat(this.commandParts);
+      this.commandParts = [];
+      try {
+        const r = parseStoreResponse(command);
+        const w = this.waiting;
+        if (!w || r.messageIdBeingRespondedTo !== w.messageId) throw new Error(`response to message ${r.messageIdBeingRespondedTo}, none of ours`);
+        this.waiting = undefined;
+        w.resolve(r.errorComment ? { status: r.status, errorComment: r.errorComment } : { status: r.status });
+      } catch (err) {
+        this.fail(err as Error);
+        this.socket.destroy();
+      }
+    }
   }
 
   /** Connects and negotiates; rejects when the peer cannot be reached or rejects the association. */
@@ -334,60 +474,97 @@ export class StoreScu {
       network.on('associationRejected', () => fail(new Error(`${opts.calledAeTitle} rejected the association`)));
       network.on('networkError', (err: Error) => fail(err));
     });
+    // The acceptor's maximum (0: unlimited) bounds what we send; PDV data is the PDU minus 6 bytes.
+    const peerMax = network.association!.getMaxPduLength();
+    scu.maxPdvData = Math.min(peerMax === 0 ? 4 * 1024 * 1024 : peerMax, 4 * 1024 * 1024) - 6;
+    scu.takeOver();
     return scu;
   }
 
-  /** The transfer syntax the peer accepted for this SOP class and stored syntax, if any. */
-  acceptedSyntax(object: Pick<StoredObject, 'sopClassUid' | 'transferSyntaxUid'>): string | undefined {
+  /** The presentation context and transfer syntax the peer accepted for this SOP class and stored syntax, if any. */
+  acceptedContext(object: Pick<StoredObject, 'sopClassUid' | 'transferSyntaxUid'>): { pcId: number; transferSyntaxUid: string } | undefined {
     const association = this.network.association!;
-    let fallback: string | undefined;
+    let fallback: { pcId: number; transferSyntaxUid: string } | undefined;
     for (const { id } of association.getPresentationContexts()) {
       const pc = association.getPresentationContext(id);
       if (pc.getAbstractSyntaxUid() !== object.sopClassUid || pc.getResult() !== PresentationContextResult.Accept) continue;
-      const ts = pc.getAcceptedTransferSyntaxUid();
-      if (ts === object.transferSyntaxUid) return ts;
-      fallback ??= ts;
+      const ts = pc.getAcceptedTransferSyntaxUid()!;
+      if (ts === object.transferSyntaxUid) return { pcId: id, transferSyntaxUid: ts };
+      fallback ??= { pcId: id, transferSyntaxUid: ts };
     }
     return fallback;
+  }
+
+  acceptedSyntax(object: Pick<StoredObject, 'sopClassUid' | 'transferSyntaxUid'>): string | undefined {
+    return this.acceptedContext(object)?.transferSyntaxUid;
   }
 
   /** Sends one instance; resolves with the peer's status (never rejects on a failure status). */
   async send(object: StoredObject, store: ObjectStore, moveOriginator?: { aeTitle: string; messageId: number }): Promise<StoreOutcomeScu> {
     if (this.failure) throw this.failure;
-    const accepted = this.acceptedSyntax(object);
+    const accepted = this.acceptedContext(object);
     if (accepted === undefined) return { status: 0x0122, errorComment: 'SOP class not accepted by the destination' };
-    if (accepted !== object.transferSyntaxUid) {
+    if (accepted.transferSyntaxUid !== object.transferSyntaxUid) {
       // Conversion between syntaxes lands with transcoding; until then such an instance is a failed sub-operation.
       return { status: 0xa702, errorComment: `destination does not accept ${object.transferSyntaxUid}` };
     }
-    const request = rawStoreRequest(object, store, moveOriginator);
-    const response = new Promise<StoreOutcomeScu>((resolve, reject) => {
-      request.on('response', (r: { getStatus(): number; getErrorComment(): string | undefined }) => {
-        const comment = r.getErrorComment();
-        resolve(comment ? { status: r.getStatus(), errorComment: comment } : { status: r.getStatus() });
-      });
-      void this.closed.then(() => reject(this.failure ?? new Error('association closed before the C-STORE response')));
-    });
-    this.network.sendRequests([request]);
+    const messageId = (this.messageId = (this.messageId % 0xffff) + 1);
+    const response = new Promise<StoreOutcomeScu>((resolve, reject) => (this.waiting = { messageId, resolve, reject }));
+    // Settled below or by the peer; the caller gets the rejection through the returned promise.
+    response.catch(() => undefined);
+    const internals = this.network as unknown as { lastPduTime: number | undefined };
+    const write = async (pieces: Buffer[]): Promise<void> => {
+      this.socket.cork();
+      for (const b of pieces) this.socket.write(b);
+      this.socket.uncork();
+      internals.lastPduTime = Date.now();
+      if (this.socket.writableLength > SEND_HIGH_WATER && !this.socket.destroyed) await once(this.socket, 'drain');
+    };
+    try {
+      await write([pdu(accepted.pcId, true, true, storeCommand({ ...object, messageId, ...(moveOriginator ? { moveOriginator } : {}) }))]);
+      const stream = await store.get(object.objectKey);
+      let head: Buffer | undefined = Buffer.alloc(0);
+      const pdvs = new PdvCutter(accepted.pcId, this.maxPdvData);
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        if (this.failure) throw this.failure;
+        let data = chunk;
+        if (head) {
+          head = head.length === 0 ? data : Buffer.concat([head, data]);
+          if (head.length < 144) continue;
+          const start = datasetOffset(head);
+          if (head.length < start) continue;
+          data = head.subarray(start);
+          head = undefined;
+        }
+        for (const out of pdvs.push(data)) await write(out);
+      }
+      if (head) throw new Error('stored object ends inside its File Meta group');
+      await write(pdvs.end());
+    } catch (err) {
+      // Half a data set cannot be taken back: the association is aborted.
+      this.fail(err as Error);
+      this.abort();
+    }
     return response;
   }
 
   /** A-RELEASE, then waits for the connection to close. */
   async release(): Promise<void> {
     if (this.socket.destroyed) return;
-    this.network.sendAssociationReleaseRequest();
+    const done = new Promise<void>((resolve) => (this.released = resolve));
+    // A-RELEASE-RQ (PS3.8 §9.3.6): type 5, length 4, four reserved bytes.
+    this.socket.write(Buffer.from([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]));
     const timer = setTimeout(() => this.socket.destroy(), 5000);
-    this.network.on('associationReleaseResponse', () => this.socket.end());
-    await this.closed;
+    await Promise.race([done.then(() => this.closed), this.closed]);
     clearTimeout(timer);
   }
 
   abort(): void {
-    try {
-      this.network.sendAbort();
-    } finally {
-      this.socket.destroy();
+    if (!this.socket.destroyed) {
+      // A-ABORT (PS3.8 §9.3.8): type 7, length 4, reserved, reserved, source 0 (service user), reason 0.
+      this.socket.write(Buffer.from([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0]));
     }
+    this.socket.destroy();
   }
 }
 
