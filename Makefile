@@ -58,7 +58,7 @@ $(VIEWER_STAMP): | node
 	@echo "OHIF $(OHIF_VERSION) in .viewer/dist"
 
 run: deps $(VIEWER_FOR_RUN) ## start Portico standalone (DIMSE :11112 AE PORTICO, HTTP :8080 with the viewer at /viewer, data in ./data)
-	node services/portico/src/cli.ts standalone
+	bin/portico standalone
 
 typecheck: deps ## tsc over every workspace (project references)
 	npx tsc -b

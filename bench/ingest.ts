@@ -40,6 +40,8 @@ import { freePort, syntheticInstance, testUid } from '@portico/testing';
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(BENCH_DIR, '..');
 const PORTICO_CLI = join(REPO, 'services/portico/src/cli.ts');
+/** The V8 flags bin/portico runs Portico with (see there): part of how Portico is measured. */
+const PORTICO_NODE_FLAGS = ['--max-semi-space-size=4'];
 const S3_HELPER = join(BENCH_DIR, 's3-server.ts');
 
 const STOW_BATCH = 50; // instances per STOW-RS request (the issue)
@@ -637,7 +639,10 @@ function porticoStandaloneTarget(): TargetDef {
         PORTICO_DIMSE_PORT: String(dimsePort),
         PORTICO_EMBEDDED_PG_PORT: String(pgPort),
       });
-      const p = startChild('portico standalone', process.execPath, [PORTICO_CLI, 'standalone'], { env, logFile: join(dir, 'portico.log') });
+      const p = startChild('portico standalone', process.execPath, [...PORTICO_NODE_FLAGS, PORTICO_CLI, 'standalone'], {
+        env,
+        logFile: join(dir, 'portico.log'),
+      });
       const base = `http://127.0.0.1:${httpPort}`;
       await waitReady([p], async () => (await httpStatus(`${base}/readyz`)) === 200 && (await tcpOpen(dimsePort)), 'Portico standalone');
       notes.push('Portico standalone: the node process is measured; embedded PostgreSQL runs as separate child processes (column "child processes").');
@@ -800,7 +805,9 @@ function porticoClusterTarget(): TargetDef {
         for (const r of roles) {
           // The dimse role refuses unknown calling AEs by default; the bench's dcmsend is not in a nodes file.
           const env = porticoEnv({ ...common, PORTICO_HTTP_PORT: String(r.http), PORTICO_DIMSE_PORT: String(r.dimse), PORTICO_DIMSE_ALLOW_UNKNOWN_AE: 'true' });
-          procs.push(startChild(`portico ${r.role}`, process.execPath, [PORTICO_CLI, r.role], { env, logFile: join(dir, `${r.role}.log`) }));
+          procs.push(
+            startChild(`portico ${r.role}`, process.execPath, [...PORTICO_NODE_FLAGS, PORTICO_CLI, r.role], { env, logFile: join(dir, `${r.role}.log`) }),
+          );
         }
         const web = roles.find((r) => r.role === 'dicomweb')!;
         const dimse = roles.find((r) => r.role === 'dimse')!;

@@ -235,7 +235,7 @@ try {
   writeFileSync(join(work, 'nodes.yml'), `nodes:\n  - { aeTitle: STORESCP, host: 127.0.0.1, port: ${storescpPort} }\n`);
   const portico = start(
     process.execPath,
-    [join(REPO, 'services/portico/src/cli.ts'), 'standalone'],
+    ['--max-semi-space-size=4', join(REPO, 'services/portico/src/cli.ts'), 'standalone'],
     {
       PORTICO_DATA_DIR: join(work, 'portico'),
       PORTICO_DIMSE_PORT: String(pDicom),

@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(REPO_ROOT, 'services/portico/src/cli.ts');
+/** The V8 flags bin/portico runs Portico with (see there). */
+const NODE_FLAGS = ['--max-semi-space-size=4'];
 
 export interface PorticoProcess {
   readonly child: ChildProcess;
@@ -20,7 +22,7 @@ export interface PorticoProcess {
 }
 
 export function startPortico(role: string, env: Record<string, string>): PorticoProcess {
-  const child = spawn(process.execPath, [CLI, role], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, CLI, role], {
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', PORTICO_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
