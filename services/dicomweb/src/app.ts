@@ -9,6 +9,7 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { DicomwebDeps } from './deps.ts';
 import { installProblemHandlers } from './problem.ts';
+import { deleteRoutes } from './routes/delete.ts';
 import { healthRoutes } from './routes/health.ts';
 import { qidoRoutes } from './routes/qido-rs.ts';
 import { renderedRoutes } from './routes/rendered.ts';
@@ -32,6 +33,31 @@ export async function buildApp(deps: DicomwebDeps): Promise<FastifyInstance> {
   }) as unknown as FastifyInstance;
 
   installProblemHandlers(app);
+  const origins = deps.config.http.corsOrigins
+    ?.split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '');
+  if (origins && origins.length > 0) {
+    // A viewer on another origin (PS3.18 §8.9 leaves CORS to the server): what DICOMweb clients send and read.
+    const { default: cors } = await import('@fastify/cors');
+    await app.register(cors, {
+      origin: origins.includes('*') ? '*' : origins,
+      methods: ['GET', 'HEAD', 'POST', 'DELETE', 'OPTIONS'],
+      allowedHeaders: ['Accept', 'Authorization', 'Content-Type', 'If-None-Match', 'Range', 'traceparent'],
+      exposedHeaders: ['Content-Type', 'Content-Length', 'Content-Range', 'ETag', 'Warning', 'Location'],
+      maxAge: 600,
+    });
+  }
+  if (deps.config.http.compress) {
+    const { default: compress } = await import('@fastify/compress');
+    await app.register(compress, {
+      global: true,
+      threshold: 1024,
+      encodings: ['gzip', 'deflate'],
+      // JSON and the viewer's text assets; never DICOM, multipart bodies or images (incompressible or huge).
+      customTypes: /^(application\/(dicom\+json|json|problem\+json|javascript)|text\/)/,
+    });
+  }
   app.addHook('onResponse', async (req, reply) => {
     const path = req.url.split('?')[0];
     req.log.info({ method: req.method, path, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
@@ -43,6 +69,7 @@ export async function buildApp(deps: DicomwebDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => wadoRoutes(scope, deps));
   await app.register(async (scope) => renderedRoutes(scope, deps));
   await app.register(async (scope) => wadoUriRoutes(scope, deps));
+  await app.register(async (scope) => deleteRoutes(scope, deps));
   if (deps.viewer) await app.register(async (scope) => viewerRoutes(scope, deps));
   return app;
 }

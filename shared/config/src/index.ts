@@ -45,6 +45,9 @@ export interface PorticoConfig {
     readonly qidoDefaultLimit: number;
     readonly qidoMaxLimit: number;
     readonly wadoUriPath: string;
+    readonly corsOrigins?: string;
+    readonly compress: boolean;
+    readonly deleteEnabled: boolean;
     readonly thumbnailSize: number;
   };
   readonly worklist: { readonly upstream?: string; readonly refreshIntervalMs: number; readonly cacheTtlMs: number };

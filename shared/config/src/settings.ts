@@ -207,6 +207,26 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'Folder of the prebuilt OHIF bundle (`dist/` of the npm package @ohif/app; `make viewer` fetches it there).',
   },
   {
+    path: 'http.corsOrigins',
+    env: 'PORTICO_HTTP_CORS_ORIGINS',
+    schema: optionalString,
+    doc: 'Origins allowed to call DICOMweb from a browser (a viewer served elsewhere): comma-separated, e.g. `https://viewer.example.org`, or `*`. Unset: no CORS headers (same-origin only; the built-in viewer needs none).',
+  },
+  {
+    path: 'http.compress',
+    env: 'PORTICO_HTTP_COMPRESS',
+    schema: bool,
+    default: true,
+    doc: "gzip/deflate JSON answers (QIDO-RS, metadata, STOW-RS responses) and the viewer's scripts and styles when the client accepts it; DICOM bodies, frames and images are sent as they are.",
+  },
+  {
+    path: 'http.deleteEnabled',
+    env: 'PORTICO_HTTP_DELETE_ENABLED',
+    schema: bool,
+    default: true,
+    doc: 'Allow DELETE of studies, series and instances (index rows and stored objects). false: DELETE answers 405.',
+  },
+  {
     path: 'http.wadoUriPath',
     env: 'PORTICO_WADO_URI_PATH',
     schema: z.string().regex(/^\/[A-Za-z0-9/_-]*[^/]$/, 'a path like /wado (leading slash, no trailing slash)'),

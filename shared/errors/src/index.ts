@@ -52,6 +52,8 @@ export const ERROR_CODES = {
   BAD_REQUEST: { dimseStatus: 0xc000, failureReason: 0xc000, httpStatus: 400, retryable: false, title: 'Bad request' },
   /** Requested resource absent. */
   NOT_FOUND: { dimseStatus: 0xc000, failureReason: 0x0110, httpStatus: 404, retryable: false, title: 'Not found' },
+  /** The method is switched off for this resource (e.g. DELETE with PORTICO_HTTP_DELETE_ENABLED=false). */
+  METHOD_NOT_ALLOWED: { dimseStatus: 0xc000, failureReason: 0x0110, httpStatus: 405, retryable: false, title: 'Method not allowed' },
   /** The client asked for a representation we cannot produce. */
   NOT_ACCEPTABLE: { dimseStatus: 0xc000, failureReason: 0x0110, httpStatus: 406, retryable: false, title: 'Not acceptable' },
   /** The request media type is not supported. */
