@@ -36,6 +36,10 @@ beforeAll(async () => {
   moveDestPort = await freePort();
 });
 
+/** Both shapes: only known AEs, the admin API on, nodes reloaded quickly. */
+const ADMIN_TOKEN = 'e2e-admin-token-0123456789';
+const ACCESS_ENV = { PORTICO_DIMSE_ALLOW_UNKNOWN_AE: 'false', PORTICO_ADMIN_TOKEN: ADMIN_TOKEN, PORTICO_NODES_RELOAD_MS: '300' };
+
 /** A nodes file: the dcmtk tools' default calling AEs, and MOVEDEST (a storescp) as C-MOVE destination. */
 function nodesFile(): string {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'e2e-nodes-')), 'nodes.yml');
@@ -59,6 +63,7 @@ const shapes: Shape[] = [
       const dataDir = mkdtempSync(path.join(tmpdir(), 'portico-e2e-'));
       const [httpPort, dimsePort, pgPort] = [await freePort(), await freePort(), await freePort()];
       const env = {
+        ...ACCESS_ENV,
         PORTICO_NODES_FILE: nodesFile(),
         PORTICO_DATA_DIR: dataDir,
         PORTICO_HTTP_PORT: String(httpPort),
@@ -96,6 +101,7 @@ const shapes: Shape[] = [
       const [httpPort, dimsePort] = [await freePort(), await freePort()];
       // The dimse role accepts only known calling AEs: the dcmtk tools' default AE titles.
       const env = {
+        ...ACCESS_ENV,
         PORTICO_NODES_FILE: nodesFile(),
         PORTICO_DATABASE_URL: db.url,
         PORTICO_REDIS_URL: redisUrl,
@@ -319,6 +325,25 @@ describe.each(shapes)('$name shape', (shape) => {
     } finally {
       dest.kill();
     }
+  });
+
+  it('admits a calling AE added through the admin API, and refuses it again once removed', async () => {
+    const echo = async (): Promise<number | null> =>
+      (await runTool('echoscu', ['-aet', 'ADMINADDED', '-aec', 'PORTICO', '127.0.0.1', String(env.dimsePort)])).code;
+    expect(await echo()).not.toBe(0);
+    const auth = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+    const put = await fetch(`${env.http}/admin/nodes/ADMINADDED`, {
+      method: 'PUT',
+      headers: auth,
+      body: JSON.stringify({ host: '127.0.0.1', port: 104, services: ['echo'] }),
+    });
+    expect(put.status).toBe(201);
+    expect((await fetch(`${env.http}/admin/nodes`)).status).toBe(401);
+    const listed = (await (await fetch(`${env.http}/admin/nodes`, { headers: auth })).json()) as Array<{ aeTitle: string; source: string }>;
+    expect(listed).toContainEqual(expect.objectContaining({ aeTitle: 'ADMINADDED', source: 'api' }));
+    await waitFor('the dimse role to pick up the new node', async () => ((await echo()) === 0 ? true : undefined), 15_000, 200);
+    expect((await fetch(`${env.http}/admin/nodes/ADMINADDED`, { method: 'DELETE', headers: { authorization: auth.authorization } })).status).toBe(204);
+    await waitFor('the dimse role to drop the node', async () => ((await echo()) !== 0 ? true : undefined), 15_000, 200);
   });
 
   it('serves metadata as DICOM JSON with character sets decoded to UTF-8', async () => {

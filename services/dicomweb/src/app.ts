@@ -9,6 +9,7 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { DicomwebDeps } from './deps.ts';
 import { installProblemHandlers } from './problem.ts';
+import { adminRoutes } from './routes/admin.ts';
 import { deleteRoutes } from './routes/delete.ts';
 import { healthRoutes } from './routes/health.ts';
 import { qidoRoutes } from './routes/qido-rs.ts';
@@ -70,6 +71,7 @@ export async function buildApp(deps: DicomwebDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => renderedRoutes(scope, deps));
   await app.register(async (scope) => wadoUriRoutes(scope, deps));
   await app.register(async (scope) => deleteRoutes(scope, deps));
+  await app.register(async (scope) => adminRoutes(scope, deps));
   if (deps.viewer) await app.register(async (scope) => viewerRoutes(scope, deps));
   return app;
 }

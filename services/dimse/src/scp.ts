@@ -18,14 +18,14 @@ import type { PorticoConfig } from '@portico/config';
 import type { Logger } from '@portico/logging';
 import type { ObjectStore } from '@portico/storage';
 import type { JobQueues } from '@portico/jobs';
-import type { Db } from '@portico/db';
+import { listDbNodes, type Db } from '@portico/db';
 import { decideContext, serviceOf } from './presentation.ts';
 import { runFind, PATIENT_ROOT_FIND } from './c-find.ts';
 import { runMove, runRetrieve, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, type RetrieveOutcome, type SubOperationCounts } from './c-move.ts';
 import { rawStoreRequest, sendOnNewAssociation, sendPDataTf } from './store-scu.ts';
 import { startWorklist, parseUpstream, MWL_FIND } from './worklist.ts';
 import { STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, checkCommitment, eventReport, parseCommitRequest } from './commitment.ts';
-import { loadNodes, findNode } from '@portico/config';
+import { loadNodes, findNode, mergeNodes, parseNode, type DicomNode } from '@portico/config';
 import type { JsonDataset } from './find-match.ts';
 import { StoreSink } from './c-store.ts';
 import { PduReader } from './pdu-reader.ts';
@@ -86,8 +86,28 @@ export interface DimseServer {
 /** Starts listening; resolves once bound. */
 export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
   const { config, log } = deps;
-  // The known nodes (C-MOVE destinations); a bad file stops the start here.
-  const nodes = loadNodes(config.dimse.nodesFile);
+  // The known nodes: the nodes file (a bad file stops the start here) plus those added through the admin
+  // API, reloaded every dimse.nodesReloadMs (a failed reload keeps the last list).
+  const fileNodes = loadNodes(config.dimse.nodesFile);
+  let nodes: DicomNode[] = fileNodes;
+  const reloadNodes = async (): Promise<void> => {
+    try {
+      const fromDb = (await listDbNodes(deps.db)).flatMap((row) => {
+        try {
+          return [parseNode(row)];
+        } catch (err) {
+          log.warn({ aeTitle: row.aeTitle, err: (err as Error).message }, 'ignoring an invalid node from the database');
+          return [];
+        }
+      });
+      nodes = mergeNodes(fileNodes, fromDb);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'nodes reload failed; keeping the last list');
+    }
+  };
+  await reloadNodes();
+  const nodesTimer = setInterval(() => void reloadNodes(), config.dimse.nodesReloadMs);
+  nodesTimer.unref();
   // What we present and trust on associations we open to nodes listed with `tls: true`.
   const clientTls = {
     ...(config.dimse.tlsCaFile ? { ca: readFileSync(config.dimse.tlsCaFile) } : {}),
@@ -177,7 +197,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       }
       const node = findNode(nodes, callingAet);
       if (!node && !deps.allowUnknownAe) {
-        this.alog.warn('association rejected: calling AE title not in the nodes file');
+        this.alog.warn('association rejected: calling AE title not a known node');
         // PS3.8 Table 9-21: permanent, service-user, calling-AE-title-not-recognized.
         this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeNotRecognized);
         return;
@@ -640,6 +660,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       }
       await closed;
       worklist?.stop();
+      clearInterval(nodesTimer);
     },
   };
 }

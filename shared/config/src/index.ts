@@ -10,7 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { SETTINGS, type Setting } from './settings.ts';
 
 export { SETTINGS, type Setting } from './settings.ts';
-export { loadNodes, parseNodes, findNode, type DicomNode, type NodeService } from './nodes.ts';
+export { loadNodes, parseNodes, parseNode, mergeNodes, findNode, type DicomNode, type NodeService } from './nodes.ts';
 
 export interface PorticoConfig {
   readonly dataDir: string;
@@ -26,6 +26,7 @@ export interface PorticoConfig {
     readonly associationTimeoutMs: number;
     readonly idleTimeoutMs: number;
     readonly nodesFile?: string;
+    readonly nodesReloadMs: number;
     readonly scuTimeoutMs: number;
     /** Unset: the role decides (see {@link allowUnknownAe}). */
     readonly allowUnknownAe?: boolean;
@@ -46,6 +47,7 @@ export interface PorticoConfig {
     readonly qidoMaxLimit: number;
     readonly wadoUriPath: string;
     readonly corsOrigins?: string;
+    readonly adminToken?: string;
     readonly compress: boolean;
     readonly deleteEnabled: boolean;
     readonly thumbnailSize: number;

@@ -21,3 +21,15 @@ describe('nodes file', () => {
     expect(() => parseNodes('nodes: [\n')).toThrow(/not YAML/);
   });
 });
+
+describe('nodes from the admin API', () => {
+  it('validates one node and lets the file win on a shared AE title', async () => {
+    const { parseNode, mergeNodes } = await import('./nodes.ts');
+    const api = parseNode({ aeTitle: 'WS9', host: 'ws9', port: 11112 });
+    expect(api.services).toContain('find');
+    expect(() => parseNode({ aeTitle: 'WS9', host: 'ws9', port: 'x' })).toThrow(/port/);
+    const file = parseNode({ aeTitle: 'PACS', host: 'pacs', port: 104 });
+    const merged = mergeNodes([file], [api, parseNode({ aeTitle: 'PACS', host: 'evil', port: 1 })]);
+    expect(merged.map((n) => `${n.aeTitle}@${n.host}`)).toEqual(['PACS@pacs', 'WS9@ws9']);
+  });
+});

@@ -63,6 +63,19 @@ export function parseNodes(text: string, source = 'nodes file'): DicomNode[] {
   return parsed.data.nodes;
 }
 
+/** Validates one node given through the admin API. @throws Error naming the field and the reason */
+export function parseNode(value: unknown): DicomNode {
+  const r = nodeSchema.safeParse(value);
+  if (!r.success) throw new Error(r.error.issues.map((i) => `${i.path.join('.') || '(node)'}: ${i.message}`).join('; '));
+  return r.data;
+}
+
+/** File nodes first: an AE title in the file cannot be redefined through the admin API. */
+export function mergeNodes(fileNodes: readonly DicomNode[], dbNodes: readonly DicomNode[]): DicomNode[] {
+  const inFile = new Set(fileNodes.map((n) => n.aeTitle));
+  return [...fileNodes, ...dbNodes.filter((n) => !inFile.has(n.aeTitle))];
+}
+
 /** Reads the nodes file; no file configured means no known nodes. */
 export function loadNodes(file: string | undefined): DicomNode[] {
   if (!file) return [];

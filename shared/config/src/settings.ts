@@ -156,6 +156,13 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'TLS listener: refuse peers without a certificate signed by a trusted CA (mutual TLS).',
   },
   {
+    path: 'dimse.nodesReloadMs',
+    env: 'PORTICO_NODES_RELOAD_MS',
+    schema: positiveInt,
+    default: 5000,
+    doc: 'How often the dimse role reloads the nodes added through the admin API.',
+  },
+  {
     path: 'dimse.nodesFile',
     env: 'PORTICO_NODES_FILE',
     schema: optionalString,
@@ -205,6 +212,13 @@ export const SETTINGS: readonly Setting[] = [
     schema: z.string().min(1),
     default: './.viewer/dist',
     doc: 'Folder of the prebuilt OHIF bundle (`dist/` of the npm package @ohif/app; `make viewer` fetches it there).',
+  },
+  {
+    path: 'http.adminToken',
+    env: 'PORTICO_ADMIN_TOKEN',
+    schema: z.string().min(16, 'at least 16 characters').optional(),
+    secret: true,
+    doc: 'Bearer token of the admin API (`/admin/…`: DICOM nodes). Unset: the admin API answers 404.',
   },
   {
     path: 'http.corsOrigins',

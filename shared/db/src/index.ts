@@ -34,3 +34,4 @@ export {
 export { MATCHING_KEYS, DEFAULT_TAGS, TAG, LEVEL_DEPTH, matchingKeyByTag, type Level, type MatchingKey, type MatchKind } from './query/attributes.ts';
 export { findRetrieveSet, type RetrieveKeys, type RetrieveItem } from './query/retrieve.ts';
 export { deleteInstances, type DeleteScope } from './delete.ts';
+export { listDbNodes, putDbNode, deleteDbNode, type NodeRow } from './nodes.ts';

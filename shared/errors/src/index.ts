@@ -52,6 +52,10 @@ export const ERROR_CODES = {
   BAD_REQUEST: { dimseStatus: 0xc000, failureReason: 0xc000, httpStatus: 400, retryable: false, title: 'Bad request' },
   /** Requested resource absent. */
   NOT_FOUND: { dimseStatus: 0xc000, failureReason: 0x0110, httpStatus: 404, retryable: false, title: 'Not found' },
+  /** Credentials missing or wrong (admin API). */
+  UNAUTHORIZED: { dimseStatus: 0xc000, failureReason: 0x0110, httpStatus: 401, retryable: false, title: 'Unauthorized' },
+  /** The request contradicts the current state (e.g. an admin change to a node defined in the nodes file). */
+  CONFLICT: { dimseStatus: 0xc000, failureReason: 0x0110, httpStatus: 409, retryable: false, title: 'Conflict' },
   /** The method is switched off for this resource (e.g. DELETE with PORTICO_HTTP_DELETE_ENABLED=false). */
   METHOD_NOT_ALLOWED: { dimseStatus: 0xc000, failureReason: 0x0110, httpStatus: 405, retryable: false, title: 'Method not allowed' },
   /** The client asked for a representation we cannot produce. */
