@@ -22,7 +22,7 @@ import { listDbNodes, type Db } from '@portico/db';
 import { decideContext, serviceOf } from './presentation.ts';
 import { runFind, PATIENT_ROOT_FIND } from './c-find.ts';
 import { runMove, runRetrieve, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, type RetrieveOutcome, type SubOperationCounts } from './c-move.ts';
-import { rawStoreRequest, sendOnNewAssociation, sendPDataTf } from './store-scu.ts';
+import { sendOnNewAssociation, storeResponseOf, writeStoreRequest } from './store-scu.ts';
 import { startWorklist, parseUpstream, MWL_FIND } from './worklist.ts';
 import { STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, checkCommitment, eventReport, parseCommitRequest } from './commitment.ts';
 import { loadNodes, findNode, mergeNodes, parseNode, type DicomNode } from '@portico/config';
@@ -140,6 +140,9 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     alog: Logger = log.child({ assocId: this.assocId });
     current: StoreSink | undefined;
     readonly sock: net.Socket;
+    /** The C-GET sub-operation whose C-STORE-RSP the PDU reader is waiting for. */
+    awaitingStoreRsp: { messageId: number; resolve: (r: { status: number }) => void } | undefined;
+    subOpMessageId = 0;
     /** Set once the peer asked for release: nothing more may be sent on this association. */
     released = false;
     /** The calling AE title this association counts against (per-AE limit). */
@@ -161,6 +164,16 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       const reader = new PduReader(
         (pdu) => {
           internals.lastPduTime = Date.now();
+          // A C-STORE-RSP to one of our C-GET sub-operations: read here, not by dcmjs-dimse (see cGetRequest).
+          const waiting = this.awaitingStoreRsp;
+          if (waiting) {
+            const rsp = storeResponseOf(pdu);
+            if (rsp && rsp.messageIdBeingRespondedTo === waiting.messageId) {
+              this.awaitingStoreRsp = undefined;
+              waiting.resolve({ status: rsp.status });
+              return;
+            }
+          }
           void internals._processPdu(pdu);
         },
         (err) => {
@@ -177,11 +190,10 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     /** What the requester can receive (0: no limit); PDUs we send never exceed it. */
     peerMaxPdu = 16384;
 
-    _sendPDataTF(command: Parameters<typeof sendPDataTf>[1], pcId: number): void {
+    _sendPDataTF(command: unknown, pcId: number): void {
       // dcmjs-dimse passes the association's max PDU length, which is ours by now (see associationRequested).
-      const max = this.peerMaxPdu;
       const base = (Scp.prototype as unknown as { _sendPDataTF: (c: unknown, p: number, m: number) => void })._sendPDataTF;
-      sendPDataTf(this, command, pcId, max, () => base.call(this, command, pcId, max));
+      base.call(this, command, pcId, this.peerMaxPdu);
     }
 
     override associationRequested(association: DimseAssociation): void {
@@ -430,12 +442,17 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         identifier,
         async () => ({
           send: async (item) => {
-            if (!this.hasStorageContext(item.sopClassUid, item.transferSyntaxUid)) return { status: 0x0122 };
-            const sub = rawStoreRequest(item, deps.store);
-            const answered = new Promise<{ status: number }>((resolve) =>
-              sub.on('response', (r: { getStatus(): number }) => resolve({ status: r.getStatus() })),
-            );
-            internals.sendRequests([sub]);
+            const pcId = this.storageContext(item.sopClassUid, item.transferSyntaxUid);
+            if (pcId === undefined) return { status: 0x0122 };
+            // Written and answered without dcmjs-dimse's request machinery, which parses every response
+            // with dcmjs: the command set and the stored bytes go out directly, the response is caught by
+            // the PDU reader.
+            const messageId = (this.subOpMessageId = (this.subOpMessageId % 0xffff) + 1);
+            const answered = new Promise<{ status: number }>((resolve) => (this.awaitingStoreRsp = { messageId, resolve }));
+            const max = this.peerMaxPdu === 0 ? 4 * 1024 * 1024 : Math.min(this.peerMaxPdu, 4 * 1024 * 1024);
+            await writeStoreRequest(this.sock, { pcId, maxPdvData: max - 6, messageId, object: item, store: deps.store }, () => {
+              (internals as unknown as DimseNetworkInternals).lastPduTime = Date.now();
+            });
             return Promise.race([answered, closed]);
           },
           close: async () => undefined,
@@ -512,18 +529,18 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       })().catch((err: unknown) => this.alog.warn({ err: (err as Error).message }, 'storage commitment report failed'));
     }
 
-    /** An accepted presentation context for this storage SOP class in exactly this transfer syntax. */
-    hasStorageContext(sopClassUid: string, transferSyntaxUid: string): boolean {
+    /** The accepted presentation context for this storage SOP class in exactly this transfer syntax. */
+    storageContext(sopClassUid: string, transferSyntaxUid: string): number | undefined {
       const association = this.association;
-      if (!association) return false;
-      return association.getPresentationContexts().some(({ id }) => {
+      if (!association) return undefined;
+      return association.getPresentationContexts().find(({ id }) => {
         const pc = association.getPresentationContext(id);
         return (
           pc.getAbstractSyntaxUid() === sopClassUid &&
           pc.getResult() === PresentationContextResult.Accept &&
           pc.getAcceptedTransferSyntaxUid() === transferSyntaxUid
         );
-      });
+      })?.id;
     }
 
     override cCancelRequest(request: CCancelRequest): void {

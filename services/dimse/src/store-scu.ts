@@ -2,13 +2,12 @@
  * C-STORE with the stored bytes as they are: the raw pass-through send path (C-MOVE, C-GET, export).
  *
  * dcmjs-dimse sends a data set by parsing it whole and writing it again (~8x slower than dcmtk, and the
- * whole instance in memory). Here the data set bytes are read from the object store after the File Meta
- * group and cut straight into P-DATA-TF PDVs, streaming, with socket back-pressure; only the command
- * set is written by dcmjs-dimse. That is byte-for-byte what was received, so it is only used on a
- * presentation context whose accepted transfer syntax is the stored one ({@link RawDataset}).
- *
- * {@link sendPDataTf} is the one hook: both our SCU network and the SCP (C-GET sub-operations on the
- * SCP's own association) route dcmjs-dimse's `_sendPDataTF` through it.
+ * whole instance in memory), and parses every response with dcmjs. Here ({@link writeStoreRequest}) the
+ * command set is written directly and the data set bytes are read from the object store after the File
+ * Meta group and cut straight into P-DATA-TF PDVs, streaming, with socket back-pressure; responses are
+ * read from the PDUs directly ({@link parseStoreResponse}). That is byte-for-byte what was received, so
+ * it is only used on a presentation context whose accepted transfer syntax is the stored one.
+ * dcmjs-dimse still negotiates the associations.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -18,12 +17,10 @@ import type { ObjectStore } from '@portico/storage';
 import { PduReader } from './pdu-reader.ts';
 
 const { Scp } = dimse;
-const { CStoreRequest } = dimse.requests;
 const { Association } = dimse.association;
 const { PresentationContextResult } = dimse.constants;
 
 type DimseAssociation = InstanceType<typeof Association>;
-type CStoreRequestT = InstanceType<typeof CStoreRequest>;
 
 /** An instance to send as stored. */
 export interface StoredObject {
@@ -31,58 +28,6 @@ export interface StoredObject {
   readonly sopInstanceUid: string;
   readonly transferSyntaxUid: string;
   readonly objectKey: string;
-}
-
-/**
- * Stands in for a dcmjs-dimse Dataset on a C-STORE request: answers the few questions dcmjs-dimse asks
- * (SOP class and instance, transfer syntax) and carries where the bytes are.
- */
-export class RawDataset {
-  readonly object: StoredObject;
-  readonly store: ObjectStore;
-  constructor(object: StoredObject, store: ObjectStore) {
-    this.object = object;
-    this.store = store;
-  }
-  getTransferSyntaxUid(): string {
-    return this.object.transferSyntaxUid;
-  }
-  setTransferSyntaxUid(): void {
-    throw new Error('a raw data set is sent in its stored transfer syntax only');
-  }
-  getElement(tag: string): string | undefined {
-    if (tag === 'SOPClassUID') return this.object.sopClassUid;
-    if (tag === 'SOPInstanceUID') return this.object.sopInstanceUid;
-    return undefined;
-  }
-  getElements(): Record<string, unknown> {
-    return { SOPClassUID: this.object.sopClassUid, SOPInstanceUID: this.object.sopInstanceUid };
-  }
-  toString(): string {
-    return `(raw ${this.object.sopInstanceUid})`;
-  }
-}
-
-/** A C-STORE-RQ whose data set is the stored object. */
-export function rawStoreRequest(object: StoredObject, store: ObjectStore, moveOriginator?: { aeTitle: string; messageId: number }): CStoreRequestT {
-  // dcmjs-dimse reads the UIDs from a real Dataset or a file only; an empty request is filled in here.
-  const request = new CStoreRequest(undefined as unknown as string);
-  request.setAffectedSopClassUid(object.sopClassUid);
-  request.setAffectedSopInstanceUid(object.sopInstanceUid);
-  request.setDataset(new RawDataset(object, store) as unknown as InstanceType<typeof dimse.Dataset>);
-  if (moveOriginator) {
-    // PS3.7 §9.1.1.1: a C-STORE sub-operation of a C-MOVE names who asked for it.
-    const cmd = request.getCommandDataset() as unknown as { setElement(keyword: string, value: unknown): void };
-    cmd.setElement('MoveOriginatorApplicationEntityTitle', moveOriginator.aeTitle);
-    cmd.setElement('MoveOriginatorMessageID', moveOriginator.messageId);
-  }
-  return request;
-}
-
-interface SendInternals {
-  socket: net.Socket;
-  statistics: { addBytesSent(n: number): void };
-  emit(event: string, ...args: unknown[]): boolean;
 }
 
 const PDATA_TF = 0x04;
@@ -225,55 +170,57 @@ export function datasetOffset(head: Buffer): number {
 }
 
 /**
- * The `_sendPDataTF` replacement. A command whose data set is a {@link RawDataset} streams the stored
- * bytes; anything else goes to dcmjs-dimse's own implementation (`fallback`).
+ * Writes one C-STORE-RQ on an association: the command set, then the stored data set bytes (after the
+ * File Meta group) cut into PDVs, streaming from the object store with back-pressure by volume. Used by
+ * the SCU (C-MOVE, export) and by the SCP for C-GET sub-operations. `onWrite` runs after every write (it
+ * may throw to stop).
  */
-export function sendPDataTf(
-  network: unknown,
-  command: { getDataset(): unknown; getCommandDataset(): { getDenaturalizedCommandDataset(): Buffer }; raiseDoneEvent?: () => void },
-  pcId: number,
-  maxPduLength: number,
-  fallback: () => void,
-): void {
-  const ds = command.getDataset();
-  if (!(ds instanceof RawDataset)) return fallback();
-  const n = network as SendInternals;
-  const max = Math.max(4096, Math.min(maxPduLength === 0 ? 4 * 1024 * 1024 : maxPduLength, 4 * 1024 * 1024)) - 6;
-  const write = async (pieces: Buffer | Buffer[]): Promise<void> => {
-    const list = Array.isArray(pieces) ? pieces : [pieces];
-    n.socket.cork();
-    for (const b of list) {
-      n.statistics.addBytesSent(b.length);
-      n.socket.write(b);
-    }
-    n.socket.uncork();
-    // Back-pressure by volume, not per PDU: a socket's 16 KiB high-water mark would make every PDU wait.
-    if (n.socket.writableLength > SEND_HIGH_WATER && !n.socket.destroyed) await once(n.socket, 'drain');
+export async function writeStoreRequest(
+  socket: net.Socket,
+  o: { pcId: number; maxPdvData: number; messageId: number; object: StoredObject; store: ObjectStore; moveOriginator?: { aeTitle: string; messageId: number } },
+  onWrite: () => void = () => undefined,
+): Promise<void> {
+  const write = async (pieces: Buffer[]): Promise<void> => {
+    socket.cork();
+    for (const b of pieces) socket.write(b);
+    socket.uncork();
+    onWrite();
+    if (socket.writableLength > SEND_HIGH_WATER && !socket.destroyed) await once(socket, 'drain');
   };
-  void (async () => {
-    await write(pdu(pcId, true, true, command.getCommandDataset().getDenaturalizedCommandDataset()));
-    const stream = await ds.store.get(ds.object.objectKey);
-    let head: Buffer | undefined = Buffer.alloc(0);
-    const pdvs = new PdvCutter(pcId, max);
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      let data = chunk;
-      if (head) {
-        head = head.length === 0 ? data : Buffer.concat([head, data]);
-        if (head.length < 144) continue;
-        const start = datasetOffset(head);
-        if (head.length < start) continue;
-        data = head.subarray(start);
-        head = undefined;
-      }
-      for (const out of pdvs.push(data)) await write(out);
+  await write([
+    pdu(o.pcId, true, true, storeCommand({ ...o.object, messageId: o.messageId, ...(o.moveOriginator ? { moveOriginator: o.moveOriginator } : {}) })),
+  ]);
+  const stream = await o.store.get(o.object.objectKey);
+  let head: Buffer | undefined = Buffer.alloc(0);
+  const pdvs = new PdvCutter(o.pcId, o.maxPdvData);
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    let data = chunk;
+    if (head) {
+      head = head.length === 0 ? data : Buffer.concat([head, data]);
+      if (head.length < 144) continue;
+      const start = datasetOffset(head);
+      if (head.length < start) continue;
+      data = head.subarray(start);
+      head = undefined;
     }
-    if (head) throw new Error('stored object ends inside its File Meta group');
-    await write(pdvs.end());
-  })().catch((err: unknown) => {
-    // The association cannot carry on with half a data set: abort it; the request fails.
-    n.emit('networkError', new Error(`sending ${ds.object.sopInstanceUid}: ${(err as Error).message}`));
-    n.socket.destroy();
-  });
+    for (const out of pdvs.push(data)) await write(out);
+  }
+  if (head) throw new Error('stored object ends inside its File Meta group');
+  await write(pdvs.end());
+}
+
+/** A C-STORE-RSP in a P-DATA-TF PDU (one command PDV, last fragment), or undefined for anything else. */
+export function storeResponseOf(pdu: Buffer): ReturnType<typeof parseStoreResponse> | undefined {
+  if (pdu[0] !== 0x04 || pdu.length < 12) return undefined;
+  const length = pdu.readUInt32BE(6);
+  const header = pdu[11]!;
+  if ((header & 3) !== 3 || 10 + length !== pdu.length) return undefined;
+  try {
+    const r = parseStoreResponse(pdu.subarray(12));
+    return r.commandField === 0x8001 ? r : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -316,12 +263,8 @@ type NetworkCtor = new (
 };
 const Network = Object.getPrototypeOf(Scp) as NetworkCtor;
 
-class RawNetwork extends Network {
-  _sendPDataTF(command: Parameters<typeof sendPDataTf>[1], pcId: number, maxPdu: number): void {
-    const base = (Network.prototype as unknown as { _sendPDataTF: (c: unknown, p: number, m: number) => void })._sendPDataTF;
-    sendPDataTf(this, command, pcId, maxPdu, () => base.call(this, command, pcId, maxPdu));
-  }
-}
+/** dcmjs-dimse's network, used here to negotiate associations; the C-STORE traffic is ours. */
+class RawNetwork extends Network {}
 
 /** TLS for an outgoing association: whom we trust, and the certificate we present. */
 export interface ScuTls {
@@ -513,33 +456,15 @@ export class StoreScu {
     // Settled below or by the peer; the caller gets the rejection through the returned promise.
     response.catch(() => undefined);
     const internals = this.network as unknown as { lastPduTime: number | undefined };
-    const write = async (pieces: Buffer[]): Promise<void> => {
-      this.socket.cork();
-      for (const b of pieces) this.socket.write(b);
-      this.socket.uncork();
-      internals.lastPduTime = Date.now();
-      if (this.socket.writableLength > SEND_HIGH_WATER && !this.socket.destroyed) await once(this.socket, 'drain');
-    };
     try {
-      await write([pdu(accepted.pcId, true, true, storeCommand({ ...object, messageId, ...(moveOriginator ? { moveOriginator } : {}) }))]);
-      const stream = await store.get(object.objectKey);
-      let head: Buffer | undefined = Buffer.alloc(0);
-      const pdvs = new PdvCutter(accepted.pcId, this.maxPdvData);
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        if (this.failure) throw this.failure;
-        let data = chunk;
-        if (head) {
-          head = head.length === 0 ? data : Buffer.concat([head, data]);
-          if (head.length < 144) continue;
-          const start = datasetOffset(head);
-          if (head.length < start) continue;
-          data = head.subarray(start);
-          head = undefined;
-        }
-        for (const out of pdvs.push(data)) await write(out);
-      }
-      if (head) throw new Error('stored object ends inside its File Meta group');
-      await write(pdvs.end());
+      await writeStoreRequest(
+        this.socket,
+        { pcId: accepted.pcId, maxPdvData: this.maxPdvData, messageId, object, store, ...(moveOriginator ? { moveOriginator } : {}) },
+        () => {
+          internals.lastPduTime = Date.now();
+          if (this.failure) throw this.failure;
+        },
+      );
     } catch (err) {
       // Half a data set cannot be taken back: the association is aborted.
       this.fail(err as Error);
