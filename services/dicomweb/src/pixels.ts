@@ -8,15 +8,12 @@
  * answer adds the parameters that shaped it, so each representation has its own tag (RFC 9110 §8.8.3).
  */
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { createInflate, createInflateRaw } from 'node:zlib';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { rowToStored, type InstanceRow as DbInstanceRow, type StoredInstance } from '@portico/db';
-import { parseInstance, readFileMetaInformation, TRANSFER_SYNTAX, type DicomJsonDataset } from '@portico/dicom';
-import { PorticoError, toPorticoError } from '@portico/errors';
+import type { DicomJsonDataset } from '@portico/dicom';
+import { PorticoError } from '@portico/errors';
 import type { ObjectStore } from '@portico/storage';
 import type { RouteDeps } from './deps.ts';
-import { realignBits } from './routes/wado-rs.ts';
 
 export interface PixelScope {
   readonly study: string;
@@ -27,6 +24,9 @@ export interface PixelScope {
 export interface PixelInstance extends StoredInstance {
   readonly json: DicomJsonDataset;
 }
+
+import { readRange } from '@portico/imaging';
+export { openObject, readAll, readRange, readFrame } from '@portico/imaging';
 
 const COLUMNS = `i.instance_pk, i.sop_instance_uid, se.series_instance_uid, st.study_instance_uid, i.sop_class_uid,
   i.transfer_syntax_uid, i.object_key, i.object_size, i.number_of_frames, i.frames, i.bulk_data,
@@ -85,111 +85,6 @@ export async function findPixelInstance(deps: RouteDeps, scope: PixelScope): Pro
     throw new PorticoError('NOT_FOUND', exists.rows.length > 0 ? `${describe(scope)} holds no image to render` : `${describe(scope)} not found`);
   }
   return toInstance(r);
-}
-
-/** Opens an object (or a range of it), mapping store failures onto our error table. */
-export async function openObject(store: ObjectStore, key: string, range?: { start: number; end: number }): Promise<NodeJS.ReadableStream> {
-  try {
-    return await store.get(key, range);
-  } catch (err) {
-    if ((err as { code?: string }).code === 'NotFound')
-      throw new PorticoError('PROCESSING_FAILURE', `indexed object ${key} is missing from the object store`, { cause: err });
-    throw toPorticoError(err, 'OUT_OF_RESOURCES');
-  }
-}
-
-export async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
-  return Buffer.concat(chunks);
-}
-
-/** Reads `[offset, offset + length)` of an object. */
-export async function readRange(store: ObjectStore, key: string, offset: number, length: number): Promise<Buffer> {
-  if (length === 0) return Buffer.alloc(0);
-  return readAll(await openObject(store, key, { start: offset, end: offset + length - 1 }));
-}
-
-/**
- * The bytes of frame `n` (1-based): its native samples (bit-packed 1-bit frames realigned to bit 0) or its
- * codestream (fragments concatenated). @throws NOT_FOUND beyond the last frame, NOT_ACCEPTABLE when the
- * frames of this object are not located (deflated data set, multi-fragment frames without offset table)
- */
-export async function readFrame(store: ObjectStore, inst: PixelInstance, n: number): Promise<Buffer> {
-  if (inst.frames.length === 0 && inst.transferSyntaxUid === TRANSFER_SYNTAX.DeflatedExplicitVRLittleEndian) return readDeflatedFrame(store, inst, n);
-  if (inst.frames.length === 0)
-    throw new PorticoError('NOT_ACCEPTABLE', `the frames of instance ${inst.sopInstanceUid} cannot be located without decoding the whole object`);
-  const ranges = inst.frames[n - 1];
-  if (!ranges) throw new PorticoError('NOT_FOUND', `frame ${n} does not exist: the instance has ${inst.frames.length} frame(s)`);
-  const parts = await Promise.all(ranges.map((r) => readRange(store, inst.objectKey, r.offset, r.length)));
-  const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  const v = (tag: string): number | undefined => {
-    const x = inst.json[tag]?.Value?.[0];
-    return typeof x === 'number' ? x : undefined;
-  };
-  if (!inst.pixelDataEncapsulated && v('00280100') === 1) {
-    const bits = (v('00280010') ?? 0) * (v('00280011') ?? 0) * (v('00280002') ?? 1);
-    const shift = ((n - 1) * bits) % 8;
-    if (shift !== 0) return realignBits(bytes, shift, bits);
-  }
-  return bytes;
-}
-
-/**
- * A native frame of a Deflated Explicit VR Little Endian object (PS3.5 §A.5). Its index has no byte ranges
- * (they would be inside the deflate stream), so: one streaming parse to learn where Pixel Data starts in
- * the inflated data set, then a second streaming inflate that skips to the frame and keeps only its bytes.
- * Memory stays at one frame plus the parser's header; time is two reads of the object (a rare syntax).
- */
-async function readDeflatedFrame(store: ObjectStore, inst: PixelInstance, n: number): Promise<Buffer> {
-  const parsed = await parseInstance((await openObject(store, inst.objectKey)) as AsyncIterable<Buffer>).catch((err: unknown) => {
-    throw new PorticoError('PROCESSING_FAILURE', `stored object of ${inst.sopInstanceUid} cannot be parsed again`, { cause: err });
-  });
-  const px = parsed.pixelData;
-  const num = (tag: string): number => {
-    const x = parsed.json[tag]?.Value?.[0];
-    return typeof x === 'number' ? x : 0;
-  };
-  const frameSize = num('00280010') * num('00280011') * (num('00280002') || 1) * Math.ceil(num('00280100') / 8);
-  if (!px || px.encapsulated || px.valueLength === null || frameSize === 0)
-    throw new PorticoError('NOT_ACCEPTABLE', 'deflated object without native pixel data');
-  if (n > px.numberOfFrames || n * frameSize > px.valueLength) throw new PorticoError('NOT_FOUND', `frame ${n} does not exist`);
-  const meta = readFileMetaInformation(await readRange(store, inst.objectKey, 0, Math.min(inst.objectSize, 64 * 1024)));
-  const body = (await openObject(store, inst.objectKey, { start: meta.datasetOffset, end: inst.objectSize - 1 })) as Readable;
-  const it = (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  const firstChunk = await it.next();
-  const head: Buffer = firstChunk.done ? Buffer.alloc(0) : firstChunk.value;
-  // Raw deflate as PS3.5 §A.5 says, or zlib-wrapped as some writers produce (the parser's test).
-  const zlibWrapped = head.length >= 2 && (head[0]! & 0x0f) === 8 && ((head[0]! << 8) | head[1]!) % 31 === 0;
-  const inflater = zlibWrapped ? createInflate() : createInflateRaw();
-  const src = Readable.from(
-    (async function* () {
-      yield head;
-      for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
-    })(),
-  );
-  const inflatedStream = src.pipe(inflater);
-  let pos = 0;
-  const start = px.valueOffset + (n - 1) * frameSize;
-  const out = Buffer.alloc(frameSize);
-  let got = 0;
-  try {
-    for await (const chunk of inflatedStream as AsyncIterable<Buffer>) {
-      const from = Math.max(0, start - pos);
-      if (from < chunk.length) {
-        const take = chunk.subarray(from, from + (frameSize - got));
-        take.copy(out, got);
-        got += take.length;
-      }
-      pos += chunk.length;
-      if (got === frameSize) break;
-    }
-  } finally {
-    inflatedStream.destroy();
-    body.destroy();
-  }
-  if (got < frameSize) throw new PorticoError('PROCESSING_FAILURE', `deflated data set of ${inst.sopInstanceUid} ended inside frame ${n}`);
-  return out;
 }
 
 /** Reads a bulk data value of the instance (LUT data and the like) by its tag path. */

@@ -10,40 +10,18 @@
  */
 import { Readable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
-import { TRANSFER_SYNTAX } from '@portico/dicom';
 import { PorticoError } from '@portico/errors';
-import { canDecompress, decodeFrame, decompressInstance, EXPLICIT_VR_LITTLE_ENDIAN, pixelModuleFromJson, type DecompressedInstance } from '@portico/imaging';
+import { canDecompress, decodeFrame, decompressStored, EXPLICIT_VR_LITTLE_ENDIAN, pixelModuleFromJson, type DecompressedInstance } from '@portico/imaging';
 import type { RouteDeps } from '../deps.ts';
 import { multipartContentType } from '../media-types.ts';
 import { closeDelimiter, newBoundary, partHead } from '../multipart.ts';
-import { findPixelInstance, openObject, readFrame, readRange, type PixelInstance, type PixelScope } from '../pixels.ts';
+import { findPixelInstance, openObject, readFrame, type PixelInstance, type PixelScope } from '../pixels.ts';
 
 export { canDecompress };
 
 /** Largest stored object whose header is read whole (deflated data sets, objects without a pixel module). */
-const WHOLE_OBJECT_LIMIT = 256 * 1024 * 1024;
-
-/** Plans the Explicit VR Little Endian copy of a stored instance (reads its header now, its frames later). */
 export async function decompressed(deps: RouteDeps, inst: PixelInstance): Promise<DecompressedInstance> {
-  let module;
-  try {
-    module = inst.json['7FE00010'] ? pixelModuleFromJson(inst.json) : undefined;
-  } catch {
-    module = undefined;
-  }
-  const pixel = inst.bulkData['7FE00010'];
-  const deflated = inst.transferSyntaxUid === TRANSFER_SYNTAX.DeflatedExplicitVRLittleEndian;
-  const implicit = inst.transferSyntaxUid === TRANSFER_SYNTAX.ImplicitVRLittleEndian;
-  let headerEnd: number;
-  if (module && pixel && !deflated) headerEnd = pixel.offset - (implicit ? 8 : 12);
-  else {
-    if (inst.objectSize > WHOLE_OBJECT_LIMIT) throw new PorticoError('NOT_ACCEPTABLE', `instance ${inst.sopInstanceUid} is too large to decompress`);
-    headerEnd = inst.objectSize;
-  }
-  if (module && !deflated && !pixel) throw new PorticoError('NOT_ACCEPTABLE', `the pixel data of instance ${inst.sopInstanceUid} is not located`);
-  const header = await readRange(deps.store, inst.objectKey, 0, headerEnd);
-  const frameCount = module ? (inst.frames.length > 0 ? inst.frames.length : module.numberOfFrames) : 0;
-  return decompressInstance({ transferSyntaxUid: inst.transferSyntaxUid, header, module, frameCount, readFrame: (n) => readFrame(deps.store, inst, n) });
+  return decompressStored(deps.store, inst);
 }
 
 interface Row {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type PorticoError } from '@portico/errors';
-import { parseFrameList, parseRange, realignBits } from './wado-rs.ts';
+import { parseFrameList, parseRange } from './wado-rs.ts';
+import { realignBits } from '@portico/imaging';
 
 describe('parseFrameList', () => {
   it('parses 1-based comma lists and refuses the rest', () => {

@@ -26,6 +26,7 @@ import { instanceUrl, serviceBase } from '../urls.ts';
 import { isValidUid } from '@portico/dicom';
 import { canDecompress, sendDecodedFrames, sendDecompressedInstances } from './decompress.ts';
 import { answerNotModified, scopeEtag } from '../pixels.ts';
+import { realignBits } from '@portico/imaging';
 
 interface Scope {
   study: string;
@@ -127,18 +128,6 @@ async function* frameBytes(store: ObjectStore, inst: FrameInstance, frameNumber:
     if (r.length === 0) continue;
     yield* (await openObject(store, inst.objectKey, { start: r.offset, end: r.offset + r.length - 1 })) as AsyncIterable<Buffer>;
   }
-}
-
-/**
- * Bits `[shift, shift + bits)` of `src` moved to start at bit 0 (DICOM packs 1-bit pixels least significant
- * bit first, PS3.5 §8.1.1), padded with zero bits to a whole byte.
- */
-export function realignBits(src: Buffer, shift: number, bits: number): Buffer {
-  const out = Buffer.alloc(Math.ceil(bits / 8));
-  for (let k = 0; k < out.length; k++) out[k] = ((src[k]! >> shift) | ((src[k + 1] ?? 0) << (8 - shift))) & 0xff;
-  const tail = bits % 8;
-  if (tail !== 0) out[out.length - 1]! &= (1 << tail) - 1;
-  return out;
 }
 
 function frameLength(inst: FrameInstance, frameNumber: number): number {
