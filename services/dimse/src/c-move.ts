@@ -14,11 +14,11 @@
  * carries the Failed SOP Instance UID List (0008,0058).
  */
 import { findNode, type DicomNode } from '@portico/config';
-import { findRetrieveSet, type Db, type RetrieveItem, type RetrieveKeys } from '@portico/db';
+import { findInstance, findRetrieveSet, type Db, type RetrieveItem, type RetrieveKeys } from '@portico/db';
 import type { ObjectStore } from '@portico/storage';
 import type { Logger } from '@portico/logging';
 import { keyString, type JsonDataset } from './find-match.ts';
-import { StoreScu, type ScuTls } from './store-scu.ts';
+import { StoreScu, type Converter, type ScuTls } from './store-scu.ts';
 
 export const PATIENT_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.1.2';
 export const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
@@ -126,7 +126,7 @@ export async function runMove(run: MoveRun, model: 'patient' | 'study', identifi
         items,
       );
       return {
-        send: (item) => scu.send(item, run.store, run.originator),
+        send: (item) => scu.send(item, run.store, run.originator, converter(run.db, run.store)),
         close: () => scu.release().catch(() => scu.abort()),
       };
     } catch (err) {
@@ -201,4 +201,19 @@ export async function runRetrieve(
   }
   // On cancel the sub-operations not attempted stay in Remaining (PS3.4 §C.4.2.1.4).
   return { status: finalStatus(counts, cancelled), counts, failedUids };
+}
+
+/**
+ * Decompression of a stored instance to Explicit VR Little Endian, for a destination that accepts
+ * nothing else (@portico/imaging, loaded on first use: its codecs and sharp are not needed otherwise).
+ */
+export function converter(db: Db, store: ObjectStore): Converter {
+  return async (object) => {
+    const stored = await findInstance(db, object.sopInstanceUid);
+    if (!stored) throw new Error('instance no longer indexed');
+    const { rows } = await db.query<{ json: Record<string, never> }>('SELECT json FROM instance WHERE sop_instance_uid = $1', [object.sopInstanceUid]);
+    const { decompressStored } = await import('@portico/imaging');
+    const out = await decompressStored(store, { ...stored, json: rows[0]?.json ?? {} });
+    return out.body;
+  };
 }

@@ -17,6 +17,7 @@ import { openJobQueues, type JobQueues, type JobWorkers } from '@portico/jobs';
 import { migrate, openDb, type Db } from '@portico/db';
 import { startWorker } from '@portico/worker';
 import { corpusDir, corpusManifest, createTestDatabase, freePort, run, syntheticInstance, testUid } from '@portico/testing';
+import { parseInstance } from '@portico/dicom';
 import dimse from 'dcmjs-dimse';
 import { startDimseServer, type DimseServer } from './scp.ts';
 
@@ -38,6 +39,11 @@ const seriesUid = (s: number, se: number): string => testUid('cfind-series', `${
 
 /** One response data set per file of `findscu -X`, as `tag → value` (dcmdump text values). */
 type Answer = Record<string, string>;
+
+/** Losslessly compressed corpus files (RLE, JPEG Lossless SV1) of the transfer-syntax folder, by category. */
+const LOSSLESS = corpusManifest().filter(
+  (r) => r['file']!.startsWith('ts/') && ['1.2.840.10008.1.2.5', '1.2.840.10008.1.2.4.70'].includes(r['transfer syntax UID']!),
+);
 
 /** The data set bytes of a Part-10 file (after the File Meta group). */
 function datasetBytes(file: string): Buffer {
@@ -146,7 +152,14 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
         columns: 128,
       });
     const charset = path.join(corpusDir(), 'charset');
-    const sent = await run('dcmsend', ['-nh', '+sd', '+r', '127.0.0.1', String(server.port), files, charset, '-aec', 'PORTICO'], { env, timeoutMs: 120_000 });
+    const sent = await run(
+      'dcmsend',
+      ['-nh', '+sd', '+r', '127.0.0.1', String(server.port), files, charset, ...LOSSLESS.map((r) => path.join(corpusDir(), r['file']!)), '-aec', 'PORTICO'],
+      {
+        env,
+        timeoutMs: 120_000,
+      },
+    );
     expect(sent.code, sent.stderr).toBe(0);
     // A file without a SOP Instance UID cannot be sent; the others are indexed once per UID.
     const charsetUids = new Set(
@@ -154,6 +167,7 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
         .filter((r) => r['file']!.startsWith('charset/') && r['SOP instance UID'])
         .map((r) => r['SOP instance UID']),
     );
+    for (const r of LOSSLESS) charsetUids.add(r['SOP instance UID']);
     const expected = n + charsetUids.size;
     for (const until = Date.now() + 60_000; ;) {
       const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM instance');
@@ -205,8 +219,12 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
   it('date ranges and UID lists', async () => {
     const range = await find('-S', ['QueryRetrieveLevel=STUDY', 'StudyDate=20200101-20211231', 'PatientID']);
     expect(range.answers.map((a) => a['00100020']).sort()).toEqual(['P2', 'P99']);
-    const open = await find('-S', ['QueryRetrieveLevel=STUDY', 'StudyDate=-20191231', 'PatientID']);
+    // Corpus studies (compressed files sent for the conversion test) are older: an open range finds them too.
+    const open = await find('-S', ['QueryRetrieveLevel=STUDY', 'StudyDate=20190101-20191231', 'PatientID']);
     expect(open.answers.map((a) => a['00100020'])).toEqual(['P4']);
+    const before = await find('-S', ['QueryRetrieveLevel=STUDY', 'StudyDate=-20191231', 'PatientID']);
+    expect(before.answers.map((a) => a['00100020'])).toContain('P4');
+    expect(before.answers.map((a) => a['00100020'])).not.toContain('P2');
     const list = await find('-S', ['QueryRetrieveLevel=STUDY', `StudyInstanceUID=${studyUid(0)}\\${studyUid(2)}`, 'PatientID']);
     expect(list.answers.map((a) => a['00100020']).sort()).toEqual(['P2', 'P4']);
   });
@@ -396,5 +414,34 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
       [missing.sop, 0x0112],
       [wrongClass.sop, 0x0119],
     ]);
+  });
+
+  it('C-MOVE converts to Explicit VR Little Endian only for a destination that accepts nothing else', async () => {
+    expect(LOSSLESS.length).toBeGreaterThanOrEqual(2);
+    const before = new Set(receivedNow());
+    const uids = LOSSLESS.map((r) => r['SOP instance UID']!);
+    const out = await move([
+      'QueryRetrieveLevel=IMAGE',
+      `StudyInstanceUID=${LOSSLESS.map((r) => r['study instance UID']).join('\\')}`,
+      `SOPInstanceUID=${uids.join('\\')}`,
+    ]);
+    expect(out).toMatch(/Final Move Response \(Success\)/);
+    const arrived = receivedNow().filter((f) => !before.has(f));
+    expect(arrived).toHaveLength(LOSSLESS.length);
+    for (const r of LOSSLESS) {
+      const file = arrived.find((f) => f.endsWith(r['SOP instance UID']!))!;
+      const got = await parseInstance([readFileSync(path.join(received, file))]);
+      expect(got.transferSyntaxUid).toBe('1.2.840.10008.1.2.1');
+      // dcmtk's own decompression of the original is the reference for the pixel bytes.
+      const ref = path.join(work, `ref-${r['SOP instance UID']}.dcm`);
+      const tool = r['transfer syntax UID'] === '1.2.840.10008.1.2.5' ? 'dcmdrle' : 'dcmdjpeg';
+      expect((await run(tool, ['+te', path.join(corpusDir(), r['file']!), ref], { env })).code).toBe(0);
+      const pixels = (f: string, parsed: Awaited<ReturnType<typeof parseInstance>>): Buffer => {
+        const b = readFileSync(f);
+        return Buffer.concat(parsed.pixelData!.frames.flatMap((fr) => fr.map((x) => b.subarray(x.offset, x.offset + x.length))));
+      };
+      const refParsed = await parseInstance([readFileSync(ref)]);
+      expect(pixels(path.join(received, file), got).equals(pixels(ref, refParsed)), r['file']).toBe(true);
+    }
   });
 });

@@ -177,7 +177,16 @@ export function datasetOffset(head: Buffer): number {
  */
 export async function writeStoreRequest(
   socket: net.Socket,
-  o: { pcId: number; maxPdvData: number; messageId: number; object: StoredObject; store: ObjectStore; moveOriginator?: { aeTitle: string; messageId: number } },
+  o: {
+    pcId: number;
+    maxPdvData: number;
+    messageId: number;
+    object: StoredObject;
+    store: ObjectStore;
+    moveOriginator?: { aeTitle: string; messageId: number };
+    /** Part-10 bytes to send instead of the stored object (a converted copy); the File Meta group is skipped. */
+    source?: AsyncIterable<Uint8Array>;
+  },
   onWrite: () => void = () => undefined,
 ): Promise<void> {
   const write = async (pieces: Buffer[]): Promise<void> => {
@@ -190,11 +199,11 @@ export async function writeStoreRequest(
   await write([
     pdu(o.pcId, true, true, storeCommand({ ...o.object, messageId: o.messageId, ...(o.moveOriginator ? { moveOriginator: o.moveOriginator } : {}) })),
   ]);
-  const stream = await o.store.get(o.object.objectKey);
+  const stream = o.source ?? ((await o.store.get(o.object.objectKey)) as AsyncIterable<Buffer>);
   let head: Buffer | undefined = Buffer.alloc(0);
   const pdvs = new PdvCutter(o.pcId, o.maxPdvData);
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    let data = chunk;
+  for await (const raw of stream) {
+    let data = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
     if (head) {
       head = head.length === 0 ? data : Buffer.concat([head, data]);
       if (head.length < 144) continue;
@@ -248,6 +257,10 @@ function connectTo(opts: ScuOptions): net.Socket {
 
 /** Transfer syntaxes proposed for a stored instance: its own first, then, when it is uncompressed, the others. */
 const UNCOMPRESSED = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2'];
+export const EXPLICIT_LE = '1.2.840.10008.1.2.1';
+
+/** Makes the Explicit VR Little Endian Part-10 bytes of a compressed stored instance (see c-move.ts). */
+export type Converter = (object: StoredObject) => Promise<AsyncIterable<Uint8Array>>;
 
 /** dcmjs-dimse's network class (the base of its Scp); its client API is built on it. */
 type NetworkCtor = new (
@@ -392,7 +405,10 @@ export class StoreScu {
       if (seen.has(key)) continue;
       seen.add(key);
       const pcId = association.addPresentationContext(o.sopClassUid);
-      for (const ts of [o.transferSyntaxUid, ...UNCOMPRESSED.filter((t) => t !== o.transferSyntaxUid && UNCOMPRESSED.includes(o.transferSyntaxUid))])
+      // Stored syntax first; uncompressed ones as fallbacks (for a compressed instance, Explicit VR Little
+      // Endian: sent decompressed, see send()).
+      const fallbacks = UNCOMPRESSED.includes(o.transferSyntaxUid) ? UNCOMPRESSED : [EXPLICIT_LE];
+      for (const ts of [o.transferSyntaxUid, ...fallbacks.filter((t) => t !== o.transferSyntaxUid)])
         association.addTransferSyntaxToPresentationContext(pcId, ts);
     }
     if (seen.size > 127) throw new Error(`${seen.size} SOP class / transfer syntax pairs do not fit one association (128 presentation contexts)`);
@@ -443,13 +459,20 @@ export class StoreScu {
   }
 
   /** Sends one instance; resolves with the peer's status (never rejects on a failure status). */
-  async send(object: StoredObject, store: ObjectStore, moveOriginator?: { aeTitle: string; messageId: number }): Promise<StoreOutcomeScu> {
+  async send(object: StoredObject, store: ObjectStore, moveOriginator?: { aeTitle: string; messageId: number }, convert?: Converter): Promise<StoreOutcomeScu> {
     if (this.failure) throw this.failure;
     const accepted = this.acceptedContext(object);
     if (accepted === undefined) return { status: 0x0122, errorComment: 'SOP class not accepted by the destination' };
+    let source: AsyncIterable<Uint8Array> | undefined;
     if (accepted.transferSyntaxUid !== object.transferSyntaxUid) {
-      // Conversion between syntaxes lands with transcoding; until then such an instance is a failed sub-operation.
-      return { status: 0xa702, errorComment: `destination does not accept ${object.transferSyntaxUid}` };
+      // Converted only when the destination accepts nothing else: decompressed to Explicit VR Little Endian.
+      if (accepted.transferSyntaxUid !== EXPLICIT_LE || !convert)
+        return { status: 0xa702, errorComment: `destination does not accept ${object.transferSyntaxUid}` };
+      try {
+        source = await convert(object);
+      } catch (err) {
+        return { status: 0xa702, errorComment: `cannot convert: ${(err as Error).message}`.slice(0, 64) };
+      }
     }
     const messageId = (this.messageId = (this.messageId % 0xffff) + 1);
     const response = new Promise<StoreOutcomeScu>((resolve, reject) => (this.waiting = { messageId, resolve, reject }));
@@ -459,7 +482,15 @@ export class StoreScu {
     try {
       await writeStoreRequest(
         this.socket,
-        { pcId: accepted.pcId, maxPdvData: this.maxPdvData, messageId, object, store, ...(moveOriginator ? { moveOriginator } : {}) },
+        {
+          pcId: accepted.pcId,
+          maxPdvData: this.maxPdvData,
+          messageId,
+          object,
+          store,
+          ...(moveOriginator ? { moveOriginator } : {}),
+          ...(source ? { source } : {}),
+        },
         () => {
           internals.lastPduTime = Date.now();
           if (this.failure) throw this.failure;
