@@ -444,4 +444,20 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
       expect(pixels(path.join(received, file), got).equals(pixels(ref, refParsed)), r['file']).toBe(true);
     }
   });
+
+  it('C-GET converts for a requester that proposes uncompressed syntaxes only', async () => {
+    const out = mkdtempSync(path.join(work, 'get-conv-'));
+    const args = ['-S', '-aec', 'PORTICO', '-od', out, '127.0.0.1', String(server.port), '-k', 'QueryRetrieveLevel=IMAGE'];
+    args.push(
+      '-k',
+      `StudyInstanceUID=${LOSSLESS.map((r) => r['study instance UID']).join('\\')}`,
+      '-k',
+      `SOPInstanceUID=${LOSSLESS.map((r) => r['SOP instance UID']).join('\\')}`,
+    );
+    const r = await run('getscu', args, { env, timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const got = readdirSync(out);
+    expect(got).toHaveLength(LOSSLESS.length);
+    for (const f of got) expect((await parseInstance([readFileSync(path.join(out, f))])).transferSyntaxUid).toBe('1.2.840.10008.1.2.1');
+  });
 });

@@ -21,8 +21,8 @@ import type { JobQueues } from '@portico/jobs';
 import { listDbNodes, type Db } from '@portico/db';
 import { decideContext, serviceOf } from './presentation.ts';
 import { runFind, PATIENT_ROOT_FIND } from './c-find.ts';
-import { runMove, runRetrieve, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, type RetrieveOutcome, type SubOperationCounts } from './c-move.ts';
-import { sendOnNewAssociation, storeResponseOf, writeStoreRequest } from './store-scu.ts';
+import { converter, runMove, runRetrieve, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, type RetrieveOutcome, type SubOperationCounts } from './c-move.ts';
+import { EXPLICIT_LE, sendOnNewAssociation, storeResponseOf, writeStoreRequest } from './store-scu.ts';
 import { startWorklist, parseUpstream, MWL_FIND } from './worklist.ts';
 import { STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, checkCommitment, eventReport, parseCommitRequest } from './commitment.ts';
 import { loadNodes, findNode, mergeNodes, parseNode, type DicomNode } from '@portico/config';
@@ -428,6 +428,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         return;
       }
       const closed = new Promise<never>((_, reject) => this.sock.once('close', () => reject(new Error('association closed'))));
+      const convert = converter(deps.db, deps.store);
       closed.catch(() => undefined);
       void runRetrieve(
         {
@@ -442,15 +443,26 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         identifier,
         async () => ({
           send: async (item) => {
-            const pcId = this.storageContext(item.sopClassUid, item.transferSyntaxUid);
-            if (pcId === undefined) return { status: 0x0122 };
+            let pcId = this.storageContext(item.sopClassUid, item.transferSyntaxUid);
+            let source: AsyncIterable<Uint8Array> | undefined;
+            if (pcId === undefined) {
+              // Converted only when the requester takes nothing else: Explicit VR Little Endian, decompressed.
+              pcId = this.storageContext(item.sopClassUid, EXPLICIT_LE);
+              if (pcId === undefined) return { status: 0x0122 };
+              try {
+                source = await convert(item);
+              } catch (err) {
+                this.alog.warn({ sopInstanceUid: item.sopInstanceUid, err: (err as Error).message }, 'C-GET: cannot convert');
+                return { status: 0xa702 };
+              }
+            }
             // Written and answered without dcmjs-dimse's request machinery, which parses every response
             // with dcmjs: the command set and the stored bytes go out directly, the response is caught by
             // the PDU reader.
             const messageId = (this.subOpMessageId = (this.subOpMessageId % 0xffff) + 1);
             const answered = new Promise<{ status: number }>((resolve) => (this.awaitingStoreRsp = { messageId, resolve }));
             const max = this.peerMaxPdu === 0 ? 4 * 1024 * 1024 : Math.min(this.peerMaxPdu, 4 * 1024 * 1024);
-            await writeStoreRequest(this.sock, { pcId, maxPdvData: max - 6, messageId, object: item, store: deps.store }, () => {
+            await writeStoreRequest(this.sock, { pcId, maxPdvData: max - 6, messageId, object: item, store: deps.store, ...(source ? { source } : {}) }, () => {
               (internals as unknown as DimseNetworkInternals).lastPduTime = Date.now();
             });
             return Promise.race([answered, closed]);
