@@ -340,15 +340,25 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         .catch((err: unknown) => this.alog.error({ err: (err as Error).message }, 'C-FIND response could not be sent'));
     }
 
-    override cMoveRequest(request: CMoveRequest, callback: (responses: Array<InstanceType<typeof CMoveResponse>>) => void): void {
+    /**
+     * What C-MOVE and C-GET share (PS3.4 C.4.2, C.4.3): the identifier, a pending response with the
+     * sub-operation counts after each sub-operation, C-CANCEL, and the final response with the Failed SOP
+     * Instance UID List. `run` does the retrieve proper.
+     */
+    retrieveRequest<R extends InstanceType<typeof CMoveResponse> | InstanceType<typeof CGetResponse>>(
+      kind: 'C-MOVE' | 'C-GET',
+      request: CMoveRequest | CGetRequest,
+      fromRequest: (request: never) => R,
+      callback: (responses: R[]) => void,
+      run: (identifier: JsonDataset, opts: { cancelled: () => boolean; onProgress: (counts: SubOperationCounts) => void }) => Promise<RetrieveOutcome>,
+      logFields: Record<string, unknown> = {},
+    ): void {
       const messageId = request.getMessageId();
-      const model = request.getAffectedSopClassUid() === PATIENT_ROOT_MOVE ? 'patient' : 'study';
-      const destination = String((request.getCommandDataset() as unknown as { getElement(k: string): unknown }).getElement('MoveDestination') ?? '');
       const context = this.association?.getAcceptedPresentationContextFromRequest(request);
       const internals = this as unknown as DimseNetworkInternals;
       const started = performance.now();
-      const build = (status: number, counts: { remaining: number; completed: number; failed: number; warning: number }): InstanceType<typeof CMoveResponse> => {
-        const response = CMoveResponse.fromRequest(request);
+      const build = (status: number, counts: SubOperationCounts): R => {
+        const response = fromRequest(request as never);
         response.setStatus(status);
         if (status !== 0x0000 || counts.remaining > 0) response.setRemaining(counts.remaining);
         response.setCompleted(counts.completed);
@@ -363,31 +373,17 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         callback([build(0xa900, { remaining: 0, completed: 0, failed: 0, warning: 0 })]);
         return;
       }
-      void runMove(
-        {
-          db: deps.db,
-          store: deps.store,
-          nodes,
-          log: this.alog,
-          aeTitle: config.dimse.aeTitle,
-          maxPduLength: config.dimse.maxPduLength,
-          timeoutMs: config.dimse.scuTimeoutMs,
-          originator: { aeTitle: this.association?.getCallingAeTitle().trim() ?? '', messageId },
-          clientTls,
-          cancelled: () => this.cancelled.has(messageId),
-          onProgress: (counts) => {
-            if (context) internals._sendDimse({ context, command: build(0xff00, counts) });
-          },
+      void run(identifier, {
+        cancelled: () => this.cancelled.has(messageId),
+        onProgress: (counts) => {
+          if (context) internals._sendDimse({ context, command: build(0xff00, counts) });
         },
-        model,
-        identifier,
-        destination,
-      )
+      })
         .then((outcome) => {
           this.cancelled.delete(messageId);
           this.alog.info(
-            { destination: destination.trim(), status: `0x${outcome.status.toString(16)}`, ...outcome.counts, ms: Math.round(performance.now() - started) },
-            'C-MOVE done',
+            { ...logFields, status: `0x${outcome.status.toString(16)}`, ...outcome.counts, ms: Math.round(performance.now() - started) },
+            `${kind} done`,
           );
           const response = build(outcome.status, outcome.counts);
           if (outcome.errorComment) response.setErrorComment(outcome.errorComment);
@@ -398,90 +394,90 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
           }
           callback([response]);
         })
-        .catch((err: unknown) => this.alog.error({ err: (err as Error).message }, 'C-MOVE response could not be sent'));
+        .catch((err: unknown) => this.alog.error({ err: (err as Error).message }, `${kind} response could not be sent`));
+    }
+
+    override cMoveRequest(request: CMoveRequest, callback: (responses: Array<InstanceType<typeof CMoveResponse>>) => void): void {
+      const model = request.getAffectedSopClassUid() === PATIENT_ROOT_MOVE ? 'patient' : 'study';
+      const destination = String((request.getCommandDataset() as unknown as { getElement(k: string): unknown }).getElement('MoveDestination') ?? '');
+      const originator = { aeTitle: this.association?.getCallingAeTitle().trim() ?? '', messageId: request.getMessageId() };
+      this.retrieveRequest(
+        'C-MOVE',
+        request,
+        (r: CMoveRequest) => CMoveResponse.fromRequest(r),
+        callback,
+        (identifier, opts) =>
+          runMove(
+            {
+              db: deps.db,
+              store: deps.store,
+              nodes,
+              log: this.alog,
+              aeTitle: config.dimse.aeTitle,
+              maxPduLength: config.dimse.maxPduLength,
+              timeoutMs: config.dimse.scuTimeoutMs,
+              originator,
+              clientTls,
+              ...opts,
+            },
+            model,
+            identifier,
+            destination,
+          ),
+        { destination: destination.trim() },
+      );
     }
 
     /**
      * C-GET: the C-STORE sub-operations go back on this association, on the storage presentation
-     * contexts the requester proposed (with the SCP role) for the stored transfer syntax.
+     * contexts the requester proposed (with the SCP role) for the stored transfer syntax, else on an
+     * Explicit VR Little Endian one, decompressed.
      */
     override cGetRequest(request: CGetRequest, callback: (responses: Array<InstanceType<typeof CGetResponse>>) => void): void {
-      const messageId = request.getMessageId();
       const model = request.getAffectedSopClassUid() === PATIENT_ROOT_GET ? 'patient' : 'study';
-      const context = this.association?.getAcceptedPresentationContextFromRequest(request);
-      const internals = this as unknown as DimseNetworkInternals & { sendRequests(requests: unknown[]): void };
-      const started = performance.now();
-      const build = (status: number, counts: SubOperationCounts): InstanceType<typeof CGetResponse> => {
-        const response = CGetResponse.fromRequest(request);
-        response.setStatus(status);
-        if (status !== 0x0000 || counts.remaining > 0) response.setRemaining(counts.remaining);
-        response.setCompleted(counts.completed);
-        response.setFailures(counts.failed);
-        response.setWarnings(counts.warning);
-        return response;
-      };
-      let identifier: JsonDataset;
-      try {
-        identifier = DicomMetaDictionary.denaturalizeDataset(request.getDataset()?.getElements() ?? {}) as JsonDataset;
-      } catch {
-        callback([build(0xa900, { remaining: 0, completed: 0, failed: 0, warning: 0 })]);
-        return;
-      }
+      const internals = this as unknown as DimseNetworkInternals;
       const closed = new Promise<never>((_, reject) => this.sock.once('close', () => reject(new Error('association closed'))));
-      const convert = converter(deps.db, deps.store);
       closed.catch(() => undefined);
-      void runRetrieve(
-        {
-          db: deps.db,
-          log: this.alog,
-          cancelled: () => this.cancelled.has(messageId),
-          onProgress: (counts) => {
-            if (context) internals._sendDimse({ context, command: build(0xff00, counts) });
-          },
-        },
-        model,
-        identifier,
-        async () => ({
-          send: async (item) => {
-            let pcId = this.storageContext(item.sopClassUid, item.transferSyntaxUid);
-            let source: AsyncIterable<Uint8Array> | undefined;
-            if (pcId === undefined) {
-              // Converted only when the requester takes nothing else: Explicit VR Little Endian, decompressed.
-              pcId = this.storageContext(item.sopClassUid, EXPLICIT_LE);
-              if (pcId === undefined) return { status: 0x0122 };
-              try {
-                source = await convert(item);
-              } catch (err) {
-                this.alog.warn({ sopInstanceUid: item.sopInstanceUid, err: (err as Error).message }, 'C-GET: cannot convert');
-                return { status: 0xa702 };
+      const convert = converter(deps.db, deps.store);
+      this.retrieveRequest(
+        'C-GET',
+        request,
+        (r: CGetRequest) => CGetResponse.fromRequest(r),
+        callback,
+        (identifier, opts) =>
+          runRetrieve({ db: deps.db, log: this.alog, ...opts }, model, identifier, async () => ({
+            send: async (item) => {
+              let pcId = this.storageContext(item.sopClassUid, item.transferSyntaxUid);
+              let source: AsyncIterable<Uint8Array> | undefined;
+              if (pcId === undefined) {
+                // Converted only when the requester takes nothing else: Explicit VR Little Endian, decompressed.
+                pcId = this.storageContext(item.sopClassUid, EXPLICIT_LE);
+                if (pcId === undefined) return { status: 0x0122 };
+                try {
+                  source = await convert(item);
+                } catch (err) {
+                  this.alog.warn({ sopInstanceUid: item.sopInstanceUid, err: (err as Error).message }, 'C-GET: cannot convert');
+                  return { status: 0xa702 };
+                }
               }
-            }
-            // Written and answered without dcmjs-dimse's request machinery, which parses every response
-            // with dcmjs: the command set and the stored bytes go out directly, the response is caught by
-            // the PDU reader.
-            const messageId = (this.subOpMessageId = (this.subOpMessageId % 0xffff) + 1);
-            const answered = new Promise<{ status: number }>((resolve) => (this.awaitingStoreRsp = { messageId, resolve }));
-            const max = this.peerMaxPdu === 0 ? 4 * 1024 * 1024 : Math.min(this.peerMaxPdu, 4 * 1024 * 1024);
-            await writeStoreRequest(this.sock, { pcId, maxPdvData: max - 6, messageId, object: item, store: deps.store, ...(source ? { source } : {}) }, () => {
-              (internals as unknown as DimseNetworkInternals).lastPduTime = Date.now();
-            });
-            return Promise.race([answered, closed]);
-          },
-          close: async () => undefined,
-        }),
-      )
-        .then((outcome: RetrieveOutcome) => {
-          this.cancelled.delete(messageId);
-          this.alog.info({ status: `0x${outcome.status.toString(16)}`, ...outcome.counts, ms: Math.round(performance.now() - started) }, 'C-GET done');
-          const response = build(outcome.status, outcome.counts);
-          if (outcome.errorComment) response.setErrorComment(outcome.errorComment);
-          if (outcome.failedUids.length > 0) {
-            const ts = request.getDataset()?.getTransferSyntaxUid() ?? '1.2.840.10008.1.2';
-            response.setDataset(new Dataset({ FailedSOPInstanceUIDList: [...outcome.failedUids] }, ts));
-          }
-          callback([response]);
-        })
-        .catch((err: unknown) => this.alog.error({ err: (err as Error).message }, 'C-GET response could not be sent'));
+              // Written and answered without dcmjs-dimse's request machinery, which parses every response
+              // with dcmjs: the command set and the stored bytes go out directly, the response is caught by
+              // the PDU reader.
+              const messageId = (this.subOpMessageId = (this.subOpMessageId % 0xffff) + 1);
+              const answered = new Promise<{ status: number }>((resolve) => (this.awaitingStoreRsp = { messageId, resolve }));
+              const max = this.peerMaxPdu === 0 ? 4 * 1024 * 1024 : Math.min(this.peerMaxPdu, 4 * 1024 * 1024);
+              await writeStoreRequest(
+                this.sock,
+                { pcId, maxPdvData: max - 6, messageId, object: item, store: deps.store, ...(source ? { source } : {}) },
+                () => {
+                  internals.lastPduTime = Date.now();
+                },
+              );
+              return Promise.race([answered, closed]);
+            },
+            close: async () => undefined,
+          })),
+      );
     }
 
     /**
