@@ -40,8 +40,23 @@ function toInstance(r: DbInstanceRow & { json: DicomJsonDataset }): PixelInstanc
   return { ...rowToStored(r), json: r.json };
 }
 
-function describe(scope: PixelScope): string {
+export function describeScope(scope: PixelScope): string {
   return scope.sop ? `instance ${scope.sop}` : scope.series ? `series ${scope.series}` : `study ${scope.study}`;
+}
+
+/** The WHERE conditions selecting a scope's instances (aliases st, se, i); its values are pushed to params. */
+export function scopeSql(scope: PixelScope, params: unknown[]): string {
+  params.push(scope.study);
+  const conds = [`st.study_instance_uid = $${params.length}`];
+  if (scope.series !== undefined) {
+    params.push(scope.series);
+    conds.push(`se.series_instance_uid = $${params.length}`);
+  }
+  if (scope.sop !== undefined) {
+    params.push(scope.sop);
+    conds.push(`i.sop_instance_uid = $${params.length}`);
+  }
+  return conds.join(' AND ');
 }
 
 /**
@@ -52,21 +67,15 @@ function describe(scope: PixelScope): string {
  * @throws NOT_FOUND when the scope does not exist or holds no image
  */
 export async function findPixelInstance(deps: RouteDeps, scope: PixelScope): Promise<PixelInstance> {
-  const params: unknown[] = [scope.study];
-  const conds = ['st.study_instance_uid = $1'];
-  if (scope.series !== undefined) {
-    params.push(scope.series);
-    conds.push(`se.series_instance_uid = $${params.length}`);
-  }
+  const params: unknown[] = [];
+  const where = scopeSql(scope, params);
   if (scope.sop !== undefined) {
-    params.push(scope.sop);
-    conds.push(`i.sop_instance_uid = $${params.length}`);
-    const res = await deps.db.query<DbInstanceRow & { json: DicomJsonDataset }>(`SELECT ${COLUMNS} ${FROM} WHERE ${conds.join(' AND ')}`, params);
+    const res = await deps.db.query<DbInstanceRow & { json: DicomJsonDataset }>(`SELECT ${COLUMNS} ${FROM} WHERE ${where}`, params);
     const r = res.rows[0];
-    if (!r) throw new PorticoError('NOT_FOUND', `${describe(scope)} not found`);
+    if (!r) throw new PorticoError('NOT_FOUND', `${describeScope(scope)} not found`);
     return toInstance(r);
   }
-  const images = `${conds.join(' AND ')} AND i.rows IS NOT NULL AND (jsonb_array_length(i.frames) > 0 OR i.transfer_syntax_uid = '1.2.840.10008.1.2.1.99')`;
+  const images = `${where} AND i.rows IS NOT NULL AND (jsonb_array_length(i.frames) > 0 OR i.transfer_syntax_uid = '1.2.840.10008.1.2.1.99')`;
   const res = await deps.db.query<DbInstanceRow & { json: DicomJsonDataset }>(
     `WITH s AS (
        SELECT se.series_pk FROM instance i JOIN series se ON se.series_pk = i.series_pk JOIN study st ON st.study_pk = i.study_pk
@@ -81,8 +90,8 @@ export async function findPixelInstance(deps: RouteDeps, scope: PixelScope): Pro
   );
   const r = res.rows[0];
   if (!r) {
-    const exists = await deps.db.query(`SELECT 1 ${FROM} WHERE ${conds.join(' AND ')} LIMIT 1`, params);
-    throw new PorticoError('NOT_FOUND', exists.rows.length > 0 ? `${describe(scope)} holds no image to render` : `${describe(scope)} not found`);
+    const exists = await deps.db.query(`SELECT 1 ${FROM} WHERE ${where} LIMIT 1`, params);
+    throw new PorticoError('NOT_FOUND', exists.rows.length > 0 ? `${describeScope(scope)} holds no image to render` : `${describeScope(scope)} not found`);
   }
   return toInstance(r);
 }
@@ -121,18 +130,9 @@ export function etagOfSet(rows: ReadonlyArray<{ instancePk: string; receivedAt: 
  * from the stored copies (retrieve, metadata) change exactly when one of them is added, replaced or removed.
  */
 export async function scopeEtag(deps: RouteDeps, scope: PixelScope, ...variant: unknown[]): Promise<string | undefined> {
-  const params: unknown[] = [scope.study];
-  const conds = ['st.study_instance_uid = $1'];
-  if (scope.series !== undefined) {
-    params.push(scope.series);
-    conds.push(`se.series_instance_uid = $${params.length}`);
-  }
-  if (scope.sop !== undefined) {
-    params.push(scope.sop);
-    conds.push(`i.sop_instance_uid = $${params.length}`);
-  }
+  const params: unknown[] = [];
   const res = await deps.db.query<{ instance_pk: string; received_at: Date }>(
-    `SELECT i.instance_pk, i.received_at ${FROM} WHERE ${conds.join(' AND ')} ORDER BY i.instance_pk`,
+    `SELECT i.instance_pk, i.received_at ${FROM} WHERE ${scopeSql(scope, params)} ORDER BY i.instance_pk`,
     params,
   );
   if (res.rows.length === 0) return undefined;

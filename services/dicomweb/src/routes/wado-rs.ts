@@ -16,7 +16,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { rowToStored, type InstanceRow as DbInstanceRow, type StoredInstance } from '@portico/db';
-import { PorticoError, toPorticoError } from '@portico/errors';
+import { PorticoError } from '@portico/errors';
 import type { ObjectStore } from '@portico/storage';
 import type { RouteDeps } from '../deps.ts';
 import { absolutizeBulkDataUris, declareUtf8, type DicomJson } from '../dicom-json.ts';
@@ -25,14 +25,10 @@ import { closeDelimiter, newBoundary, partHead } from '../multipart.ts';
 import { instanceUrl, serviceBase } from '../urls.ts';
 import { isValidUid } from '@portico/dicom';
 import { canDecompress, sendDecodedFrames, sendDecompressedInstances } from './decompress.ts';
-import { answerNotModified, scopeEtag } from '../pixels.ts';
+import { answerNotModified, describeScope, openObject, scopeEtag, scopeSql, type PixelScope } from '../pixels.ts';
 import { realignBits } from '@portico/imaging';
 
-interface Scope {
-  study: string;
-  series?: string | undefined;
-  sop?: string | undefined;
-}
+type Scope = PixelScope;
 
 type Params = { study: string; series?: string; sop?: string; frames?: string; '*'?: string };
 type Req = FastifyRequest<{ Params: Params }>;
@@ -46,35 +42,6 @@ function scopeOf(req: Req): Scope {
     if (uid !== undefined && !isValidUid(uid)) throw new PorticoError('BAD_REQUEST', 'a UID in the URL is not a valid UID');
   }
   return { study, series, sop };
-}
-
-function scopeSql(scope: Scope, params: unknown[]): string {
-  const conds = ['st.study_instance_uid = $1'];
-  params.push(scope.study);
-  if (scope.series !== undefined) {
-    params.push(scope.series);
-    conds.push(`se.series_instance_uid = $${params.length}`);
-  }
-  if (scope.sop !== undefined) {
-    params.push(scope.sop);
-    conds.push(`i.sop_instance_uid = $${params.length}`);
-  }
-  return conds.join(' AND ');
-}
-
-function describeScope(scope: Scope): string {
-  return scope.sop ? `instance ${scope.sop}` : scope.series ? `series ${scope.series}` : `study ${scope.study}`;
-}
-
-/** Opens an object, mapping store failures onto our error table. */
-async function openObject(store: ObjectStore, key: string, range?: { start: number; end: number }): Promise<NodeJS.ReadableStream> {
-  try {
-    return await store.get(key, range);
-  } catch (err) {
-    if ((err as { code?: string }).code === 'NotFound')
-      throw new PorticoError('PROCESSING_FAILURE', `indexed object ${key} is missing from the object store`, { cause: err });
-    throw toPorticoError(err, 'OUT_OF_RESOURCES');
-  }
 }
 
 interface FrameInstance extends StoredInstance {
