@@ -17,6 +17,7 @@ import { migrate, openDb, type Db } from '@portico/db';
 import { startWorker } from '@portico/worker';
 import { createTestDatabase, freePort, run, syntheticInstance, testUid } from '@portico/testing';
 import { startDimseServer, type DimseServer } from './scp.ts';
+import { waitForRows } from './test-support.ts';
 
 const log = createLogger({ service: 'orthanc-peer-test', level: process.env['PORTICO_TEST_LOG_LEVEL'] ?? 'silent' });
 const env = { TCP_NODELAY: '1' };
@@ -104,12 +105,7 @@ describe('Orthanc as a peer', () => {
     }
     const r = await run('dcmsend', ['-nh', '+sd', '127.0.0.1', String(dimsePort), files, '-aec', 'PORTICO'], { env });
     expect(r.code, r.stderr).toBe(0);
-    for (const until = Date.now() + 60_000; ;) {
-      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM instance');
-      if (rows[0]!.n >= N) break;
-      if (Date.now() > until) throw new Error('instances not indexed');
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    await waitForRows(db, 'instance', N);
     for (const until = Date.now() + 60_000; ;) {
       const ok = await fetch(`${orthancUrl}/system`).then(
         (x) => x.ok,

@@ -20,6 +20,7 @@ import { corpusDir, corpusManifest, createTestDatabase, freePort, run, synthetic
 import { parseInstance } from '@portico/dicom';
 import dimse from 'dcmjs-dimse';
 import { startDimseServer, type DimseServer } from './scp.ts';
+import { waitForRows } from './test-support.ts';
 
 const log = createLogger({ service: 'c-find-test', level: process.env['PORTICO_TEST_LOG_LEVEL'] ?? 'silent' });
 const env = { TCP_NODELAY: '1' };
@@ -169,12 +170,7 @@ describe('C-FIND and C-MOVE SCP with findscu and movescu', () => {
     );
     for (const r of LOSSLESS) charsetUids.add(r['SOP instance UID']);
     const expected = n + charsetUids.size;
-    for (const until = Date.now() + 60_000; ;) {
-      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM instance');
-      if (rows[0]!.n >= expected) break;
-      if (Date.now() > until) throw new Error(`only ${rows[0]!.n} of ${expected} instances indexed`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitForRows(db, 'instance', expected);
   });
 
   afterAll(async () => {

@@ -16,6 +16,7 @@ import { migrate, openDb, type Db } from '@portico/db';
 import { startWorker } from '@portico/worker';
 import { createTestDatabase, freePort, run, syntheticInstance, testUid } from '@portico/testing';
 import { startDimseServer, type DimseServer } from './scp.ts';
+import { waitForRows } from './test-support.ts';
 
 const log = createLogger({ service: 'dimse-tls-test', level: process.env['PORTICO_TEST_LOG_LEVEL'] ?? 'silent' });
 const env = { TCP_NODELAY: '1' };
@@ -107,12 +108,7 @@ describe('DIMSE over TLS', () => {
   });
 
   it('moves to a destination listed with tls: true over TLS', async () => {
-    for (const until = Date.now() + 30_000; ;) {
-      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM instance');
-      if (rows[0]!.n >= 1) break;
-      if (Date.now() > until) throw new Error('instance not indexed');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitForRows(db, 'instance', 1, 30_000);
     const r = await run(
       'movescu',
       ['-v', '-S', '-aec', 'PORTICO', '-aem', 'TLSSCP', '127.0.0.1', String(server.port), '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${study}`],

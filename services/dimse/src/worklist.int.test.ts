@@ -15,6 +15,7 @@ import { openJobQueues, type JobQueues } from '@portico/jobs';
 import { migrate, openDb, type Db } from '@portico/db';
 import { createTestDatabase, freePort, run } from '@portico/testing';
 import { startDimseServer, type DimseServer } from './scp.ts';
+import { waitForRows } from './test-support.ts';
 
 const log = createLogger({ service: 'worklist-test', level: process.env['PORTICO_TEST_LOG_LEVEL'] ?? 'silent' });
 const env = { TCP_NODELAY: '1' };
@@ -93,12 +94,7 @@ describe('Modality Worklist SCP with an upstream and a cache', () => {
     });
     server = await startDimseServer({ config, log, store, queues, db, allowUnknownAe: true });
     // The refresh at start fills the cache.
-    for (const until = Date.now() + 20_000; ;) {
-      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM worklist_item');
-      if (rows[0]!.n >= ITEMS.length) break;
-      if (Date.now() > until) throw new Error('worklist cache not filled by the refresh');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitForRows(db, 'worklist_item', ITEMS.length, 20_000);
   });
 
   afterAll(async () => {
