@@ -37,3 +37,4 @@ export { datasetEncoding, frameStartMarker, TRANSFER_SYNTAX } from './transfer-s
 export type { DatasetEncoding } from './transfer-syntax.ts';
 export { derivedUid, hierarchyUids, isValidUid } from './uids.ts';
 export type { SeekableByteSource } from './byte-reader.ts';
+export type { AttributePath, Mutation } from './mutation.ts';
