@@ -25,7 +25,7 @@ import { converter, runMove, runRetrieve, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, t
 import { EXPLICIT_LE, sendOnNewAssociation, storeResponseOf, writeStoreRequest } from './store-scu.ts';
 import { startWorklist, parseUpstream, MWL_FIND } from './worklist.ts';
 import { STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, checkCommitment, eventReport, parseCommitRequest } from './commitment.ts';
-import { loadNodes, findNode, mergeNodes, parseNode, type DicomNode } from '@portico/config';
+import { loadNodes, findNode, mergeNodes, nodeFromDbRow, type DicomNode } from '@portico/config';
 import type { JsonDataset } from './find-match.ts';
 import { StoreSink } from './c-store.ts';
 import { PduReader } from './pdu-reader.ts';
@@ -94,7 +94,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     try {
       const fromDb = (await listDbNodes(deps.db)).flatMap((row) => {
         try {
-          return [parseNode(row)];
+          return [nodeFromDbRow(row)];
         } catch (err) {
           log.warn({ aeTitle: row.aeTitle, err: (err as Error).message }, 'ignoring an invalid node from the database');
           return [];

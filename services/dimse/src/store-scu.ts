@@ -182,7 +182,8 @@ export async function writeStoreRequest(
     maxPdvData: number;
     messageId: number;
     object: StoredObject;
-    store: ObjectStore;
+    /** Where the object is read from, unless `source` is given. */
+    store?: ObjectStore;
     moveOriginator?: { aeTitle: string; messageId: number };
     /** Part-10 bytes to send instead of the stored object (a converted copy); the File Meta group is skipped. */
     source?: AsyncIterable<Uint8Array>;
@@ -199,7 +200,8 @@ export async function writeStoreRequest(
   await write([
     pdu(o.pcId, true, true, storeCommand({ ...o.object, messageId: o.messageId, ...(o.moveOriginator ? { moveOriginator: o.moveOriginator } : {}) })),
   ]);
-  const stream = o.source ?? ((await o.store.get(o.object.objectKey)) as AsyncIterable<Buffer>);
+  if (!o.source && !o.store) throw new Error('writeStoreRequest needs a store or a source');
+  const stream = o.source ?? ((await o.store!.get(o.object.objectKey)) as AsyncIterable<Buffer>);
   let head: Buffer | undefined = Buffer.alloc(0);
   const pdvs = new PdvCutter(o.pcId, o.maxPdvData);
   for await (const raw of stream) {
@@ -396,20 +398,23 @@ export class StoreScu {
   }
 
   /** Connects and negotiates; rejects when the peer cannot be reached or rejects the association. */
-  static async open(opts: ScuOptions, objects: readonly Pick<StoredObject, 'sopClassUid' | 'transferSyntaxUid'>[]): Promise<StoreScu> {
+  static async open(
+    opts: ScuOptions,
+    objects: readonly (Pick<StoredObject, 'sopClassUid' | 'transferSyntaxUid'> & { readonly proposals?: readonly string[] })[],
+  ): Promise<StoreScu> {
     const association = new Association(opts.callingAeTitle, opts.calledAeTitle);
     association.setMaxPduLength(opts.maxPduLength);
     const seen = new Set<string>();
     for (const o of objects) {
-      const key = `${o.sopClassUid} ${o.transferSyntaxUid}`;
+      // Stored syntax first; uncompressed ones as fallbacks (for a compressed instance, Explicit VR Little
+      // Endian: sent decompressed, see send()). Export passes its own list (`proposals`).
+      const fallbacks = UNCOMPRESSED.includes(o.transferSyntaxUid) ? UNCOMPRESSED : [EXPLICIT_LE];
+      const syntaxes = o.proposals ?? [o.transferSyntaxUid, ...fallbacks.filter((t) => t !== o.transferSyntaxUid)];
+      const key = `${o.sopClassUid} ${syntaxes.join(',')}`;
       if (seen.has(key)) continue;
       seen.add(key);
       const pcId = association.addPresentationContext(o.sopClassUid);
-      // Stored syntax first; uncompressed ones as fallbacks (for a compressed instance, Explicit VR Little
-      // Endian: sent decompressed, see send()).
-      const fallbacks = UNCOMPRESSED.includes(o.transferSyntaxUid) ? UNCOMPRESSED : [EXPLICIT_LE];
-      for (const ts of [o.transferSyntaxUid, ...fallbacks.filter((t) => t !== o.transferSyntaxUid)])
-        association.addTransferSyntaxToPresentationContext(pcId, ts);
+      for (const ts of syntaxes) association.addTransferSyntaxToPresentationContext(pcId, ts);
     }
     if (seen.size > 127) throw new Error(`${seen.size} SOP class / transfer syntax pairs do not fit one association (128 presentation contexts)`);
     const socket = connectTo(opts);
@@ -458,6 +463,38 @@ export class StoreScu {
     return this.acceptedContext(object)?.transferSyntaxUid;
   }
 
+  /** Every transfer syntax the peer accepted for a SOP class (one per accepted presentation context). */
+  acceptedSyntaxes(sopClassUid: string): string[] {
+    const association = this.network.association!;
+    const out: string[] = [];
+    for (const { id } of association.getPresentationContexts()) {
+      const pc = association.getPresentationContext(id);
+      if (pc.getAbstractSyntaxUid() === sopClassUid && pc.getResult() === PresentationContextResult.Accept) out.push(pc.getAcceptedTransferSyntaxUid()!);
+    }
+    return out;
+  }
+
+  /** False once the association failed, was aborted or closed. */
+  usable(): boolean {
+    return !this.failure && !this.socket.destroyed;
+  }
+
+  /**
+   * Sends a copy the caller prepared (Part-10 bytes in `object.transferSyntaxUid`, e.g. transcoded or with
+   * attributes changed for one destination) on a context accepted for exactly that syntax.
+   */
+  async sendPrepared(object: Omit<StoredObject, 'objectKey'>, part10: AsyncIterable<Uint8Array>): Promise<StoreOutcomeScu> {
+    if (this.failure) throw this.failure;
+    const association = this.network.association!;
+    for (const { id } of association.getPresentationContexts()) {
+      const pc = association.getPresentationContext(id);
+      if (pc.getAbstractSyntaxUid() !== object.sopClassUid || pc.getResult() !== PresentationContextResult.Accept) continue;
+      if (pc.getAcceptedTransferSyntaxUid() !== object.transferSyntaxUid) continue;
+      return this.write({ pcId: id, transferSyntaxUid: object.transferSyntaxUid }, { ...object, objectKey: '' }, undefined, undefined, part10);
+    }
+    return { status: 0xa702, errorComment: `no accepted context for ${object.transferSyntaxUid}` };
+  }
+
   /** Sends one instance; resolves with the peer's status (never rejects on a failure status). */
   async send(object: StoredObject, store: ObjectStore, moveOriginator?: { aeTitle: string; messageId: number }, convert?: Converter): Promise<StoreOutcomeScu> {
     if (this.failure) throw this.failure;
@@ -474,6 +511,16 @@ export class StoreScu {
         return { status: 0xa702, errorComment: `cannot convert: ${(err as Error).message}`.slice(0, 64) };
       }
     }
+    return this.write(accepted, object, store, moveOriginator, source);
+  }
+
+  private async write(
+    accepted: { pcId: number; transferSyntaxUid: string },
+    object: StoredObject,
+    store: ObjectStore | undefined,
+    moveOriginator: { aeTitle: string; messageId: number } | undefined,
+    source: AsyncIterable<Uint8Array> | undefined,
+  ): Promise<StoreOutcomeScu> {
     const messageId = (this.messageId = (this.messageId % 0xffff) + 1);
     const response = new Promise<StoreOutcomeScu>((resolve, reject) => (this.waiting = { messageId, resolve, reject }));
     // Settled below or by the peer; the caller gets the rejection through the returned promise.
@@ -487,7 +534,7 @@ export class StoreScu {
           maxPdvData: this.maxPdvData,
           messageId,
           object,
-          store,
+          ...(store ? { store } : {}),
           ...(moveOriginator ? { moveOriginator } : {}),
           ...(source ? { source } : {}),
         },

@@ -1,3 +1,4 @@
-export { ingestInstance, instanceKey, type IngestDeps } from './jobs/ingest-instance.ts';
+export { ingestInstance, instanceKey, type IngestDeps, type IndexedInstance } from './jobs/ingest-instance.ts';
+export { routeIndexed, type Router, type RouteDeps } from './route.ts';
 export { startWorker, type WorkerDeps } from './main.ts';
 export { reconcileStaging, startReconciler } from './reconcile.ts';

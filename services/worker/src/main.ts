@@ -7,6 +7,8 @@ import type { JobQueues, JobWorkers } from '@portico/jobs';
 import type { Logger } from '@portico/logging';
 import { ingestInstance } from './jobs/ingest-instance.ts';
 import { startReconciler } from './reconcile.ts';
+import { routeIndexed, type Router } from './route.ts';
+import type { ExportRetryPolicy } from '@portico/jobs';
 
 export interface WorkerDeps {
   readonly db: Db;
@@ -16,13 +18,26 @@ export interface WorkerDeps {
   readonly concurrency: number;
   /** Reconciler schedule (see reconcile.ts); omitted: no reconciler. */
   readonly reconcile?: { readonly intervalMs: number; readonly olderThanMs: number };
+  /** Routing (store-and-forward); omitted: instances are only stored. */
+  readonly routing?: { readonly router: Router; readonly policy: ExportRetryPolicy };
 }
 
 /** Starts the ingest consumers (and the reconciler); close() stops taking jobs and waits for running ones. */
 export async function startWorker(deps: WorkerDeps): Promise<JobWorkers> {
   const workers = await deps.queues.startIngestWorker(
     async (payload, ctx) => {
-      await ingestInstance({ db: deps.db, store: deps.store, log: ctx.log }, payload);
+      const routing = deps.routing;
+      await ingestInstance(
+        {
+          db: deps.db,
+          store: deps.store,
+          log: ctx.log,
+          ...(routing
+            ? { onIndexed: (indexed) => routeIndexed({ db: deps.db, queues: deps.queues, router: routing.router, policy: routing.policy, log: ctx.log }, indexed) }
+            : {}),
+        },
+        payload,
+      );
     },
     { concurrency: deps.concurrency, log: deps.log.child({ role: 'worker' }) },
   );

@@ -10,7 +10,22 @@ import { parse as parseYaml } from 'yaml';
 import { SETTINGS, type Setting } from './settings.ts';
 
 export { SETTINGS, type Setting } from './settings.ts';
-export { loadNodes, parseNodes, parseNode, mergeNodes, findNode, type DicomNode, type NodeService } from './nodes.ts';
+export {
+  loadNodes,
+  loadNodesFile,
+  parseNodes,
+  parseNodesFile,
+  parseNode,
+  parseDicomwebDestination,
+  nodeFromDbRow,
+  nodeOptions,
+  mergeNodes,
+  findNode,
+  type DicomNode,
+  type DicomwebDestination,
+  type NodesFile,
+  type NodeService,
+} from './nodes.ts';
 
 export interface PorticoConfig {
   readonly dataDir: string;
@@ -62,6 +77,16 @@ export interface PorticoConfig {
     readonly workerConcurrency: number;
     readonly reconcileIntervalMs: number;
     readonly reconcileAfterMs: number;
+  };
+  readonly export: {
+    readonly routesFile?: string;
+    readonly routesReloadMs: number;
+    readonly maxAttempts: number;
+    readonly backoffMs: number;
+    readonly associationIdleMs: number;
+    readonly reconcileIntervalMs: number;
+    readonly reconcileAfterMs: number;
+    readonly leaseMs: number;
   };
   readonly objects: {
     readonly dir?: string;

@@ -34,4 +34,36 @@ export {
 export { MATCHING_KEYS, DEFAULT_TAGS, TAG, LEVEL_DEPTH, matchingKeyByTag, type Level, type MatchingKey, type MatchKind } from './query/attributes.ts';
 export { findRetrieveSet, type RetrieveKeys, type RetrieveItem } from './query/retrieve.ts';
 export { deleteInstances, type DeleteScope } from './delete.ts';
-export { listDbNodes, putDbNode, deleteDbNode, type NodeRow } from './nodes.ts';
+export {
+  listDbNodes,
+  putDbNode,
+  deleteDbNode,
+  listDbDicomwebDestinations,
+  putDbDicomwebDestination,
+  deleteDbDicomwebDestination,
+  type NodeRow,
+} from './nodes.ts';
+export {
+  planExports,
+  claimExports,
+  renewLease,
+  finishExports,
+  recordCommitment,
+  findStrandedExports,
+  listExports,
+  retryExports,
+  replayExports,
+  cancelExports,
+  instanceJourney,
+  destinationStats,
+  EXPORT_STATUSES,
+  type ExportStatus,
+  type ExportPlan,
+  type ExportRef,
+  type ClaimedExport,
+  type ExportOutcome,
+  type ExportFilter,
+  type ExportRow,
+  type InstanceJourney,
+  type DestinationStats,
+} from './exports.ts';

@@ -57,6 +57,34 @@ export const JOBS = {
 
 export type JobName = keyof typeof JOBS;
 
+/**
+ * Payload of an export job: one delivery (an `export_request` row in PostgreSQL, which holds everything
+ * else) in one generation. Keys only, no patient data.
+ */
+export interface ExportJobPayload {
+  readonly exportPk: string;
+  readonly generation: number;
+  readonly destination: string;
+  readonly traceparent?: string;
+}
+
+/** Idempotency key of an export job: a delivery in one generation is enqueued once. */
+export function exportJobId(p: Pick<ExportJobPayload, 'exportPk' | 'generation'>): string {
+  return `export-${p.exportPk}-${p.generation}`;
+}
+
+/** One queue per destination (rate limits and concurrency are per queue); never contains ':'. */
+export function exportQueueName(destination: string): string {
+  return `export.${encodeURIComponent(destination)}`;
+}
+
+export interface ExportRetryPolicy {
+  /** Attempts before the delivery is dead. */
+  readonly attempts: number;
+  /** First retry delay; doubles each time, with up to 50% jitter. */
+  readonly backoffMs: number;
+}
+
 export function assertHandlers(handlers: Partial<Record<JobName, unknown>>, needed: readonly JobName[]): void {
   const missing = needed.filter((n) => typeof handlers[n] !== 'function');
   if (missing.length > 0) throw new Error(`no handler registered for job(s): ${missing.join(', ')}`);
@@ -72,6 +100,18 @@ export interface JobContext {
 }
 
 export type IngestHandler = (payload: IngestInstancePayload, ctx: JobContext) => Promise<void>;
+
+/** Runs one export job; throwing asks for a retry after the backoff. */
+export type ExportHandler = (payload: ExportJobPayload, ctx: JobContext) => Promise<void>;
+
+export interface ExportQueueCounts {
+  readonly waiting: number;
+  readonly active: number;
+  readonly delayed: number;
+  readonly failed: number;
+  /** Age of the oldest job waiting to run (not delayed), ms; null when none waits. */
+  readonly oldestWaitingMs: number | null;
+}
 
 export interface JobWorkers {
   /** Stops taking jobs and waits for the running ones (graceful). */
@@ -91,6 +131,13 @@ export interface JobQueues {
   startIngestWorker(handler: IngestHandler, opts: { concurrency: number; log: Logger }): Promise<JobWorkers>;
   /** Waiting + active + delayed + failed counts of the ingest queue. */
   counts(): Promise<Record<string, number>>;
+  /** Durably enqueues deliveries on their destinations' queues (an existing job id is left as it is). */
+  enqueueExports(refs: readonly Omit<ExportJobPayload, 'traceparent'>[], policy: ExportRetryPolicy, opts?: { delayMs?: number }): Promise<void>;
+  /** Removes waiting or delayed export jobs (a cancel); running ones finish and find their row cancelled. */
+  removeExports(refs: readonly Pick<ExportJobPayload, 'exportPk' | 'generation' | 'destination'>[]): Promise<void>;
+  /** Consumes one destination's queue: `concurrency` jobs at once, at most `maxPerSecond` started per second. */
+  startExportWorker(destination: string, handler: ExportHandler, opts: { concurrency: number; maxPerSecond?: number; log: Logger }): Promise<JobWorkers>;
+  exportCounts(destination: string): Promise<ExportQueueCounts>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -112,7 +159,8 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
   const def = JOBS['ingest-instance'];
   const closers: Array<() => Promise<unknown>> = [];
   let queue: Queue;
-  let makeWorker: (name: string, processor: (job: Job) => Promise<void>, concurrency: number) => Worker;
+  let makeWorker: (name: string, processor: (job: Job) => Promise<void>, concurrency: number, extra?: Record<string, unknown>) => Worker;
+  let makeQueue: (name: string) => Queue;
 
   if (cfg.kind === 'redis') {
     // Producer connection: no offline queue, few retries — an enqueue while Redis is down must fail now.
@@ -129,11 +177,12 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
       () => queue.close(),
       async () => producer.quit().catch(() => producer.disconnect()),
     );
-    makeWorker = (name, processor, concurrency) => {
+    makeQueue = (name) => new Queue(name, { connection: producer, prefix: cfg.prefix });
+    makeWorker = (name, processor, concurrency, extra = {}) => {
       // Worker connections block (BRPOPLPUSH-style); BullMQ requires maxRetriesPerRequest null here.
       const conn = new Redis(cfg.url, { maxRetriesPerRequest: null });
       conn.on('error', (err: Error) => log.warn({ err: err.message }, 'redis worker connection error'));
-      const w = new Worker(name, processor, { connection: conn, prefix: cfg.prefix, concurrency, autorun: true });
+      const w = new Worker(name, processor, { connection: conn, prefix: cfg.prefix, concurrency, autorun: true, ...extra });
       w.on('closed', () => conn.disconnect());
       return w;
     };
@@ -147,10 +196,24 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
     queue = new pg.Queue(def.queue, { connection }) as unknown as Queue;
     await withTimeout(queue.waitUntilReady(), 30000, 'queue backend start');
     closers.push(() => queue.close());
-    makeWorker = (name, processor, concurrency) =>
-      new pg.Worker(name, processor, { connection: consumerConnection, concurrency, autorun: true }) as unknown as Worker;
+    makeQueue = (name) => new pg.Queue(name, { connection }) as unknown as Queue;
+    makeWorker = (name, processor, concurrency, extra = {}) =>
+      new pg.Worker(name, processor, { connection: consumerConnection, concurrency, autorun: true, ...extra }) as unknown as Worker;
   }
   queue.on('error', (err: Error) => log.warn({ err: err.message }, 'queue error'));
+  // Export queues, opened on first use and kept (one per destination).
+  const exportQueues = new Map<string, Queue>();
+  const exportQueue = async (destination: string): Promise<Queue> => {
+    let q = exportQueues.get(destination);
+    if (!q) {
+      q = makeQueue(exportQueueName(destination));
+      q.on('error', (err: Error) => log.warn({ destination, err: err.message }, 'export queue error'));
+      exportQueues.set(destination, q);
+      closers.unshift(() => q!.close());
+      await withTimeout(q.waitUntilReady(), 30000, 'export queue start');
+    }
+    return q;
+  };
 
   return {
     backend: cfg.kind,
@@ -185,6 +248,67 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
     },
     async counts() {
       return withTimeout(queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'), ENQUEUE_TIMEOUT_MS, 'queue counts');
+    },
+    async enqueueExports(refs, policy, opts = {}) {
+      const byDestination = new Map<string, Omit<ExportJobPayload, 'traceparent'>[]>();
+      for (const r of refs) byDestination.set(r.destination, [...(byDestination.get(r.destination) ?? []), r]);
+      for (const [destination, list] of byDestination) {
+        const q = await exportQueue(destination);
+        await withTimeout(
+          q.addBulk(
+            list.map((r) => ({
+              name: 'export-instance',
+              data: { exportPk: r.exportPk, generation: r.generation, destination: r.destination } satisfies ExportJobPayload,
+              opts: {
+                jobId: exportJobId(r),
+                attempts: policy.attempts,
+                backoff: { type: 'exponential', delay: policy.backoffMs, jitter: 0.5 },
+                // Completed jobs go at once: the row says it was delivered, and a later re-add of the same
+                // id (reconciler, batch-mate) must be able to run rather than be ignored.
+                removeOnComplete: true,
+                removeOnFail: { count: 10000 },
+                ...(opts.delayMs ? { delay: opts.delayMs } : {}),
+              },
+            })),
+          ),
+          ENQUEUE_TIMEOUT_MS,
+          'export enqueue',
+        );
+      }
+    },
+    async removeExports(refs) {
+      for (const r of refs) {
+        const q = await exportQueue(r.destination);
+        await withTimeout(q.remove(exportJobId(r)), ENQUEUE_TIMEOUT_MS, 'export remove').catch(() => undefined);
+      }
+    },
+    async startExportWorker(destination, handler, opts) {
+      const name = exportQueueName(destination);
+      await exportQueue(destination);
+      const worker = makeWorker(
+        name,
+        async (job: Job) => {
+          const jobLog = opts.log.child({ queue: name, jobId: job.id, attempt: job.attemptsMade + 1 });
+          await handler(job.data as ExportJobPayload, { jobId: String(job.id), attempt: job.attemptsMade + 1, log: jobLog });
+        },
+        opts.concurrency,
+        opts.maxPerSecond ? { limiter: { max: Math.max(1, Math.round(opts.maxPerSecond)), duration: 1000 } } : {},
+      );
+      worker.on('error', (err: Error) => opts.log.warn({ destination, err: err.message }, 'export worker error'));
+      await worker.waitUntilReady();
+      return { close: () => worker.close() };
+    },
+    async exportCounts(destination) {
+      const q = await exportQueue(destination);
+      const c = await withTimeout(q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized'), ENQUEUE_TIMEOUT_MS, 'export counts');
+      const oldest = await withTimeout(q.getJobs(['waiting'], 0, 0, true), ENQUEUE_TIMEOUT_MS, 'export oldest');
+      return {
+        waiting: (c.waiting ?? 0) + (c.prioritized ?? 0),
+        active: c.active ?? 0,
+        delayed: c.delayed ?? 0,
+        failed: c.failed ?? 0,
+        oldestWaitingMs: oldest[0] ? Date.now() - oldest[0].timestamp : null,
+      };
     },
     async ping() {
       await withTimeout(queue.getJobCounts('waiting'), 2000, 'queue ping');

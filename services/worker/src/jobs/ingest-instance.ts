@@ -29,6 +29,22 @@ export interface IngestDeps {
   readonly db: Db;
   readonly store: ObjectStore;
   readonly log: Logger;
+  /**
+   * Runs after the instance is indexed (not for a stale copy): routing. A failure fails the job, which is
+   * retried; indexing again is harmless and routing the same copy again asks for no second delivery.
+   */
+  readonly onIndexed?: (indexed: IndexedInstance) => Promise<void>;
+}
+
+/** What routing needs of an indexed instance: its UIDs, its DICOM JSON and who sent it. */
+export interface IndexedInstance {
+  readonly sopInstanceUid: string;
+  readonly studyInstanceUid: string;
+  readonly json: Record<string, unknown>;
+  readonly source: IngestInstancePayload['source'];
+  readonly callingAeTitle?: string;
+  readonly calledAeTitle?: string;
+  readonly receivedAt: Date;
 }
 
 export function instanceKey(studyUid: string, seriesUid: string, sopUid: string): string {
@@ -125,6 +141,17 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
   } else if (result.previousObjectKey) {
     // The re-sent instance moved to another series or study; its previous object is no longer indexed.
     await store.delete(result.previousObjectKey);
+  }
+  if (result.outcome !== 'stale' && deps.onIndexed) {
+    await deps.onIndexed({
+      sopInstanceUid: parsed.sopInstanceUid,
+      studyInstanceUid: uids.study,
+      json,
+      source: payload.source,
+      ...(payload.callingAeTitle ? { callingAeTitle: payload.callingAeTitle } : {}),
+      ...(payload.calledAeTitle ? { calledAeTitle: payload.calledAeTitle } : {}),
+      receivedAt: new Date(payload.receivedAt),
+    });
   }
   log.debug({ outcome: result.outcome, objectKey: finalKey }, 'instance ingested');
   return result.outcome;

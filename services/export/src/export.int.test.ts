@@ -1,0 +1,307 @@
+/**
+ * Store-and-forward with real parts: dcmsend → Portico's DIMSE SCP → the real worker indexes and routes
+ * → export consumers deliver over C-STORE to dcmtk storescp destinations. Checks what arrived (byte for
+ * byte, as the sender sent it), the per-delivery rows in PostgreSQL, one association per study, retries
+ * and dead letters against a destination that is down, the operator's retry / cancel / replay, and the
+ * reconciler rebuilding a queue that lost its jobs.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadConfig, type PorticoConfig } from '@portico/config';
+import { createLogger } from '@portico/logging';
+import { openObjectStore, type ObjectStore } from '@portico/storage';
+import { openJobQueues, type JobQueues, type JobWorkers } from '@portico/jobs';
+import { cancelExports, listExports, migrate, openDb, replayExports, retryExports, type Db, type ExportPlan, type ExportStatus } from '@portico/db';
+import { startWorker, type IndexedInstance } from '@portico/worker';
+import { startDimseServer, type DimseServer } from '@portico/dimse';
+import { corpusDir, corpusManifest, createTestDatabase, freePort, run, syntheticInstance, testUid } from '@portico/testing';
+import { startExport, type ExportService } from './main.ts';
+
+const log = createLogger({ service: 'export-test', level: process.env['PORTICO_TEST_LOG_LEVEL'] ?? 'silent' });
+const env = { TCP_NODELAY: '1' };
+
+/** Uncompressed and losslessly compressed images, one per transfer syntax of the corpus's ts/ folder. */
+const CORPUS = corpusManifest().filter((r) => r['file']!.startsWith('ts/') && r['SOP instance UID']);
+
+function datasetBytes(file: string): Buffer {
+  const b = readFileSync(file);
+  return b.subarray(144 + b.readUInt32LE(140));
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  for (const until = Date.now() + timeoutMs; ;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface Peer {
+  readonly port: number;
+  readonly dir: string;
+  proc?: ChildProcess;
+  log: string;
+}
+
+function startStorescp(peer: Peer, aeTitle: string, extra: string[] = []): void {
+  mkdirSync(peer.dir, { recursive: true });
+  peer.log = '';
+  const proc = spawn('storescp', ['-v', '-aet', aeTitle, '-od', peer.dir, '+B', ...extra, String(peer.port)], { env: { ...process.env, ...env } });
+  proc.stdout!.on('data', (c: Buffer) => (peer.log += c.toString()));
+  proc.stderr!.on('data', (c: Buffer) => (peer.log += c.toString()));
+  peer.proc = proc;
+}
+
+async function stopStorescp(peer: Peer): Promise<void> {
+  const p = peer.proc;
+  if (!p || p.exitCode !== null) return;
+  await new Promise<void>((resolve) => {
+    p.once('exit', () => resolve());
+    p.kill('SIGKILL');
+  });
+}
+
+describe('store-and-forward to DIMSE destinations', () => {
+  let db: Db;
+  let store: ObjectStore;
+  let queues: JobQueues;
+  let workers: JobWorkers;
+  let server: DimseServer;
+  let exporter: ExportService;
+  let config: PorticoConfig;
+  let drop: () => Promise<void>;
+  const work = mkdtempSync(path.join(tmpdir(), 'export-'));
+  const peers: Record<string, Peer> = {};
+  /** The test's routes: where each instance goes, decided on its study. */
+  const routeTable = new Map<string, ExportPlan[]>();
+
+  const rows = async (studyUid: string): Promise<Array<{ sopInstanceUid: string; destination: string; status: ExportStatus; attempts: number; lastError: string | null }>> =>
+    listExports(db, { studyInstanceUid: studyUid }, { limit: 10_000 });
+
+  const waitStatus = (studyUid: string, n: number, status: ExportStatus, timeoutMs?: number): Promise<unknown> =>
+    waitFor(
+      `${n} ${status} deliveries of ${studyUid}`,
+      async () => {
+        const r = await rows(studyUid);
+        return r.length === n && r.every((x) => x.status === status) ? r : undefined;
+      },
+      timeoutMs,
+    );
+
+  async function send(files: string[], callingAe = 'MODALITY'): Promise<void> {
+    const r = await run('dcmsend', ['-nh', '+sd', '+r', '-aet', callingAe, '-aec', 'PORTICO', '127.0.0.1', String(server.port), ...files], { env, timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+  }
+
+  function writeStudy(name: string, count: number): { studyUid: string; dir: string; sops: string[] } {
+    const dir = path.join(work, 'send', name);
+    mkdirSync(dir, { recursive: true });
+    const studyUid = testUid('export-study', name);
+    const sops: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const sop = testUid('export-sop', `${name}.${i}`);
+      sops.push(sop);
+      writeFileSync(
+        path.join(dir, `${i}.dcm`),
+        syntheticInstance({ studyInstanceUid: studyUid, seriesInstanceUid: testUid('export-series', name), sopInstanceUid: sop, rows: 64, columns: 64, instanceNumber: i + 1 }),
+      );
+    }
+    return { studyUid, dir, sops };
+  }
+
+  beforeAll(async () => {
+    const testDb = await createTestDatabase();
+    drop = testDb.drop;
+    db = openDb(testDb.url, { poolSize: 8 });
+    await migrate(db);
+    store = await openObjectStore({ kind: 'fs', root: mkdtempSync(path.join(tmpdir(), 'export-objects-')) });
+    queues = await openJobQueues({ kind: 'postgres', url: testDb.url, schema: 'bullmq' }, log);
+    for (const name of ['PACS', 'DOWN', 'NOJPEG']) peers[name] = { port: await freePort(), dir: path.join(work, 'received', name), log: '' };
+    startStorescp(peers['PACS']!, 'PACS', ['+xa']);
+    // Accepts uncompressed syntaxes only: compressed instances must go out decompressed.
+    startStorescp(peers['NOJPEG']!, 'NOJPEG');
+    const nodesFile = path.join(work, 'nodes.yml');
+    writeFileSync(
+      nodesFile,
+      [
+        'nodes:',
+        `  - { aeTitle: PACS, host: 127.0.0.1, port: ${peers['PACS']!.port}, batchSize: 50 }`,
+        `  - { aeTitle: DOWN, host: 127.0.0.1, port: ${peers['DOWN']!.port} }`,
+        `  - { aeTitle: NOJPEG, host: 127.0.0.1, port: ${peers['NOJPEG']!.port}, transferSyntaxes: [1.2.840.10008.1.2.1, 1.2.840.10008.1.2] }`,
+        '',
+      ].join('\n'),
+    );
+    config = loadConfig({
+      env: {},
+      overrides: {
+        'dimse.port': 0,
+        'dimse.host': '127.0.0.1',
+        'dimse.nodesFile': nodesFile,
+        'dimse.nodesReloadMs': 500,
+        'dimse.scuTimeoutMs': 5000,
+        'export.maxAttempts': 3,
+        'export.backoffMs': 200,
+        'export.leaseMs': 3000,
+        'export.reconcileAfterMs': 1000,
+        'export.reconcileIntervalMs': 3_600_000,
+        'export.associationIdleMs': 1000,
+      },
+    });
+    const router = (i: IndexedInstance): ExportPlan[] => routeTable.get(i.studyInstanceUid) ?? [];
+    workers = await startWorker({ db, store, queues, log, concurrency: 4, routing: { router, policy: { attempts: 3, backoffMs: 200 } } });
+    exporter = await startExport({ config, db, store, queues, log });
+    server = await startDimseServer({ config, log, store, queues, db, allowUnknownAe: true });
+  });
+
+  afterAll(async () => {
+    const t = Date.now();
+    const step = (s: string): void => console.log(`afterAll ${s} ${Date.now() - t} ms`);
+    await server?.close(1000);
+    step('server');
+    await exporter?.close();
+    step('exporter');
+    await workers?.close();
+    step('workers');
+    await queues?.close();
+    step('queues');
+    for (const p of Object.values(peers)) await stopStorescp(p);
+    await db?.close();
+    await drop?.();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('delivers a study over one association, byte for byte as received', async () => {
+    const study = writeStudy('one', 30);
+    routeTable.set(study.studyUid, [{ destination: 'PACS', rule: 'test', mutations: [] }]);
+    const before = (peers['PACS']!.log.match(/Association Received/g) ?? []).length;
+    await send([study.dir]);
+    await waitStatus(study.studyUid, 30, 'delivered');
+    const got = readdirSync(peers['PACS']!.dir).filter((f) => study.sops.some((s) => f.includes(s)));
+    expect(got).toHaveLength(30);
+    for (const [i, sop] of study.sops.entries()) {
+      const file = readdirSync(peers['PACS']!.dir).find((f) => f.includes(sop))!;
+      expect(datasetBytes(path.join(peers['PACS']!.dir, file)).equals(datasetBytes(path.join(study.dir, `${i}.dcm`)))).toBe(true);
+    }
+    const associations = (peers['PACS']!.log.match(/Association Received/g) ?? []).length - before;
+    // The study arrives instance by instance; batches and the idle association carry it on one or a few.
+    expect(associations).toBeGreaterThanOrEqual(1);
+    expect(associations).toBeLessThanOrEqual(3);
+    const r = await rows(study.studyUid);
+    expect(r.every((x) => x.attempts === 1 && x.lastError === null)).toBe(true);
+  });
+
+  it('sends every corpus transfer syntax as stored, and decompresses for a destination that accepts only uncompressed', async () => {
+    const files = CORPUS.map((r) => path.join(corpusDir(), r['file']!));
+    const byStudy = new Map<string, string[]>();
+    for (const f of files) {
+      const r = await run('dcmdump', ['-q', '+P', '0020,000d', f]);
+      const uid = /\[(.*?)\]/.exec(r.stdout)?.[1] ?? '';
+      byStudy.set(uid, [...(byStudy.get(uid) ?? []), f]);
+    }
+    for (const uid of byStudy.keys())
+      routeTable.set(uid, [
+        { destination: 'PACS', rule: 'test', mutations: [] },
+        { destination: 'NOJPEG', rule: 'test', mutations: [] },
+      ]);
+    await send(files);
+    const expected = new Set(CORPUS.map((r) => r['SOP instance UID']!));
+    let last: Awaited<ReturnType<typeof rows>> = [];
+    const all = await waitFor('corpus deliveries to finish', async () => {
+      const r = (last = (await Promise.all([...byStudy.keys()].map((u) => rows(u)))).flat());
+      return r.length >= expected.size * 2 && r.every((x) => x.status === 'delivered' || x.status === 'dead') ? r : undefined;
+    }).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}: ${expected.size} instances, rows ${JSON.stringify(last.map((x) => [x.destination, x.status, x.lastError]))}`);
+    });
+    // Everything reaches the PACS as stored.
+    const toPacs = all.filter((x) => x.destination === 'PACS');
+    expect(toPacs.filter((x) => x.status !== 'delivered').map((x) => `${x.sopInstanceUid}: ${x.lastError}`)).toEqual([]);
+    for (const row of CORPUS) {
+      const file = readdirSync(peers['PACS']!.dir).find((f) => f.includes(row['SOP instance UID']!));
+      expect(file, row['file']).toBeDefined();
+      expect(datasetBytes(path.join(peers['PACS']!.dir, file!)).equals(datasetBytes(path.join(corpusDir(), row['file']!))), row['file']).toBe(true);
+    }
+    // The uncompressed-only destination gets uncompressed copies, or a dead letter saying why not.
+    for (const x of all.filter((r) => r.destination === 'NOJPEG')) {
+      if (x.status === 'dead') {
+        expect(x.lastError, x.sopInstanceUid).toMatch(/copy|accept/);
+        continue;
+      }
+      const file = readdirSync(peers['NOJPEG']!.dir).find((f) => f.includes(x.sopInstanceUid))!;
+      const dump = await run('dcmdump', ['-q', '-M', '+P', '0002,0010', path.join(peers['NOJPEG']!.dir, file)]);
+      expect(dump.stdout).toMatch(/=(LittleEndianExplicit|LittleEndianImplicit)/);
+    }
+    expect(all.filter((x) => x.destination === 'NOJPEG' && x.status === 'delivered').length).toBeGreaterThan(expected.size / 2);
+  });
+
+  it('retries a destination that is down, goes dead after the last attempt, and an operator retry delivers', async () => {
+    const study = writeStudy('down', 3);
+    routeTable.set(study.studyUid, [{ destination: 'DOWN', rule: 'test', mutations: [] }]);
+    await send([study.dir]);
+    await waitStatus(study.studyUid, 3, 'dead', 60_000);
+    const dead = await rows(study.studyUid);
+    expect(dead.every((x) => x.attempts === 3)).toBe(true);
+    expect(dead[0]!.lastError).toMatch(/association with DOWN/);
+    startStorescp(peers['DOWN']!, 'DOWN');
+    await new Promise((r) => setTimeout(r, 300));
+    const refs = await retryExports(db, { studyInstanceUid: study.studyUid, destination: 'DOWN' });
+    expect(refs).toHaveLength(3);
+    await queues.enqueueExports(refs, { attempts: 3, backoffMs: 200 });
+    await waitStatus(study.studyUid, 3, 'delivered');
+    expect(readdirSync(peers['DOWN']!.dir).filter((f) => study.sops.some((s) => f.includes(s)))).toHaveLength(3);
+    await stopStorescp(peers['DOWN']!);
+  });
+
+  it('delivers once the destination comes back within the retries', async () => {
+    const study = writeStudy('later', 2);
+    routeTable.set(study.studyUid, [{ destination: 'DOWN', rule: 'test', mutations: [] }]);
+    await send([study.dir]);
+    await waitFor('a failed attempt', async () => ((await rows(study.studyUid)).some((x) => x.status === 'failed') ? true : undefined));
+    startStorescp(peers['DOWN']!, 'DOWN');
+    await waitStatus(study.studyUid, 2, 'delivered');
+    await stopStorescp(peers['DOWN']!);
+  });
+
+  it('cancel stops deliveries; replay sends a study again', async () => {
+    const study = writeStudy('cancel', 2);
+    routeTable.set(study.studyUid, [{ destination: 'DOWN', rule: 'test', mutations: [] }]);
+    await send([study.dir]);
+    await waitFor('routing', async () => ((await rows(study.studyUid)).length === 2 ? true : undefined));
+    const cancelled = await cancelExports(db, { studyInstanceUid: study.studyUid });
+    await queues.removeExports(cancelled);
+    await waitStatus(study.studyUid, 2, 'cancelled');
+    const replay = await replayExports(db, { studyInstanceUid: study.studyUid }, 'PACS');
+    expect(replay).toHaveLength(2);
+    await queues.enqueueExports(replay, { attempts: 3, backoffMs: 200 });
+    await waitFor('replay delivered', async () => {
+      const r = (await rows(study.studyUid)).filter((x) => x.destination === 'PACS');
+      return r.length === 2 && r.every((x) => x.status === 'delivered') ? true : undefined;
+    });
+    expect((await rows(study.studyUid)).filter((x) => x.destination === 'DOWN').every((x) => x.status === 'cancelled')).toBe(true);
+  });
+
+  it('the reconciler re-enqueues deliveries whose jobs the queue lost', async () => {
+    const study = writeStudy('lost', 4);
+    routeTable.set(study.studyUid, [{ destination: 'PACS', rule: 'test', mutations: [] }]);
+    // Stop the PACS consumer's supply: deliveries queue up while the destination's consumer cannot run…
+    await exporter.close();
+    await send([study.dir]);
+    await waitFor('routing', async () => ((await rows(study.studyUid)).length === 4 ? true : undefined));
+    // …then the queue loses every job (a Redis restart without persistence).
+    const refs = (await listExports(db, { studyInstanceUid: study.studyUid }, { limit: 100 })).map((x) => ({
+      exportPk: x.exportPk,
+      generation: 1,
+      destination: x.destination,
+    }));
+    await queues.removeExports(refs);
+    expect((await queues.exportCounts('PACS')).waiting).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100));
+    exporter = await startExport({ config, db, store, queues, log });
+    // The start runs a reconciler pass; another one now is harmless (job ids are stable).
+    await exporter.reconcile();
+    await waitStatus(study.studyUid, 4, 'delivered');
+  });
+});

@@ -1,0 +1,5 @@
+export { startExport, reconcileExports, retryPolicy, type ExportDeps, type ExportService } from './main.ts';
+export { loadDestinations, startDestinationRegistry, deliveryLimits, type Destination, type DestinationRegistry } from './destinations.ts';
+export { DimseSender, proposalsFor } from './dimse-sender.ts';
+export { classifyStoreStatus, type SendResult } from './outcome.ts';
+export { deliver, backoffDelay, type DeliverDeps } from './deliver.ts';
