@@ -50,6 +50,9 @@ export function parseAttributePath(text: string): PathStep[] | string {
       if (tag === undefined) return `unknown attribute keyword "${name}" (keywords are case-sensitive, as in PS3.6: PatientName)`;
     } else {
       tag = parseTag(name);
+      if (tag === undefined && /^\([0-9A-Fa-f]{0,4}$|^[0-9A-Fa-f]{0,4}\)$/.test(name)) {
+        return `"${name}" is half a tag: inside { } and [ ] a comma separates entries, so quote the tag ('(0009,1010)') or write it 00091010`;
+      }
       if (tag === undefined) return `"${name}" is neither a PS3.6 keyword nor a tag written (gggg,eeee) or ggggeeee`;
     }
     const group = tag.slice(0, 4);
