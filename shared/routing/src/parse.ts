@@ -53,12 +53,9 @@ class Compiler {
   }
 
   fail(node: Node | null | undefined, reason: string): undefined {
-    const offset = node?.range?.[0];
-    if (offset === undefined) this.issues.push({ reason });
-    else {
-      const { line, col } = this.lines.linePos(offset);
-      this.issues.push({ line, column: col, reason });
-    }
+    // Only an empty document has no node to point at; its problem is at the start of the file.
+    const { line, col } = this.lines.linePos(node?.range?.[0] ?? 0);
+    this.issues.push({ line, column: col, reason });
     return undefined;
   }
 
@@ -285,7 +282,9 @@ class Compiler {
       const operands = this.operands(node, keyNode, what, vr);
       return operands && { kind: 'equals', operands, ignoreCase: false };
     }
+    const before = this.issues.length;
     const fields = this.entries(node, MATCHER_KEYS, `in the test of ${what}`);
+    if (this.issues.length > before) return undefined; // an unknown key says enough
     const tests = fields.filter((f) => f.key !== 'ignoreCase');
     if (tests.length !== 1) return this.fail(node, `the test of ${what} needs exactly one of equals, matches, present`);
     const test = tests[0]!;
@@ -318,7 +317,7 @@ class Compiler {
     const out: Operand[] = [];
     for (const item of items) {
       if (item === null || this.isNull(item)) {
-        return this.fail(item ?? keyNode, `${what}: write '' for an empty value, or {present: false} for an absent attribute`);
+        return this.fail(keyNode, `${what}: write '' for an empty value, or {present: false} for an absent attribute`);
       }
       const raw = this.text(item, `a value of ${what}`);
       if (raw === undefined) return undefined;
@@ -350,7 +349,9 @@ class Compiler {
 
   action(node: Node | null, parent: Node): Action | undefined {
     if (!isMap(node)) return this.fail(node ?? parent, 'an action is a map: {add: DEST}, {change: DEST} or {remove: DEST}');
+    const before = this.issues.length;
     const fields = this.entries(node, [...ACTION_KINDS, ...ACTION_OPTIONS], 'in an action');
+    if (this.issues.length > before) return undefined;
     const kinds = fields.filter((f) => (ACTION_KINDS as readonly string[]).includes(f.key));
     if (kinds.length === 0) return this.fail(node, 'an action needs add, change or remove (the destination it is about)');
     if (kinds.length > 1)
@@ -409,7 +410,9 @@ class Compiler {
     let vr = steps[steps.length - 1]!.vr;
     let valueNode = node;
     if (isMap(node)) {
+      const before = this.issues.length;
       const fields = this.entries(node, ['vr', 'value'], `in the value of ${key}`);
+      if (this.issues.length > before) return undefined;
       const vrField = fields.find((f) => f.key === 'vr');
       const valueField = fields.find((f) => f.key === 'value');
       if (!valueField) return this.fail(node, `${key}: {vr, value} needs a value`);
@@ -491,7 +494,9 @@ class Compiler {
       return this.fail(keyNode, `${key} has VR ${vr}: modify rewrites text values only`);
     }
     if (!isMap(node)) return this.fail(node ?? keyNode, `${key}: modify takes {pattern, replacement, flags}`);
+    const before = this.issues.length;
     const fields = this.entries(node, ['pattern', 'replacement', 'flags'], `in the modify of ${key}`);
+    if (this.issues.length > before) return undefined;
     const get = (k: string): { value: Node | null; keyNode: Node } | undefined => fields.find((f) => f.key === k);
     const patternField = get('pattern');
     const replacementField = get('replacement');
