@@ -36,7 +36,12 @@ function signature(s: { mtimeNs: bigint; ctimeNs: bigint; size: bigint; ino: big
  * @throws RoutesError when the file is unreadable or invalid at start: there are no earlier rules to keep
  */
 export function watchRoutes(file: string, opts: WatchRoutesOptions): RoutesWatcher {
-  let loaded = signature(statSync(file, { bigint: true }));
+  let loaded: string;
+  try {
+    loaded = signature(statSync(file, { bigint: true }));
+  } catch (err) {
+    throw new RoutesError(file, [{ reason: `cannot read the routes file: ${(err as Error).message}` }]);
+  }
   let routes = loadRoutes(file);
   let pending: string | undefined;
   let lastStatError: string | undefined;
