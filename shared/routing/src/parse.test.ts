@@ -28,6 +28,14 @@ describe('an invalid routes file is rejected with the line, the column and the r
     // the file
     ['not YAML', lines('rules: [', '  - name: x'), 2, 3, /not valid YAML/],
     ['duplicate key', lines('default: [A]', 'default: [B]'), 2, 1, /not valid YAML: Map keys must be unique/],
+    ['two documents', lines('default: [A]', '---', 'default: [B]'), 2, 1, /a routes file is one YAML document; this one has a second/],
+    [
+      'regex in double quotes',
+      lines('rules:', '  - name: r', '    when: {SOPClassUID: {matches: "^1\\.2"}}', '    then: [{add: A}]'),
+      3,
+      38,
+      /not valid YAML: Invalid escape sequence \\\./,
+    ],
     ['empty file', '', 1, 1, /empty; write `default: \[\]`/],
     ['only a comment', '# nothing yet\n', 1, 1, /empty/],
     ['not a map', lines('- A'), 1, 1, /must be a map with `default` and `rules`/],
@@ -98,6 +106,7 @@ describe('an invalid routes file is rejected with the line, the column and the r
     ],
     ['value test on binary', ruleWhen('      PixelData: {matches: x}'), 4, 19, /PixelData is binary \(VR OW\): only `present/],
     ['unknown source', ruleWhen('      source: dicom'), 4, 15, /unknown source "dicom" \(expected dimse, stow-rs, import\)/],
+    ['empty AE title', ruleWhen("      calledAeTitle: ''"), 4, 22, /an empty calledAeTitle is no AE title: write \{present: false\}/],
     ['source with a regex', ruleWhen('      source: {matches: dim}'), 4, 15, /`source` is one of dimse, stow-rs, import/],
     ['empty all', ruleWhen('      all: []'), 4, 12, /`all` takes a non-empty list of condition maps/],
     ['any not a list', ruleWhen('      any: {Modality: CT}'), 4, 12, /`any` takes a non-empty list/],

@@ -250,6 +250,9 @@ class Compiler {
       const field = key as ContextField;
       const matcher = this.matcher(value, keyNode, key, undefined);
       if (!matcher) return undefined;
+      if (matcher.kind === 'equals' && field !== 'source' && matcher.operands.some((o) => o.text === '')) {
+        return this.fail(value, `an empty ${field} is no AE title: write {present: false} for instances that came without one`);
+      }
       if (field === 'source') {
         if (matcher.kind !== 'equals') return this.fail(value, `\`source\` is one of ${SOURCES.join(', ')} (or a list of them)`);
         for (const o of matcher.operands) {
@@ -530,7 +533,11 @@ export function parseRoutes(text: string, source = 'routes.yml'): RouteSet {
       doc.errors.map((e) => {
         const { line, col } = lines.linePos(e.pos[0]);
         // yaml's messages end with " at line L, column C:" and a snippet; the position is given separately.
-        return { line, column: col, reason: `not valid YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}` };
+        const reason =
+          e.code === 'MULTIPLE_DOCS'
+            ? 'a routes file is one YAML document; this one has a second (after `---`)'
+            : `not valid YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`;
+        return { line, column: col, reason };
       }),
     );
   }
