@@ -12,6 +12,7 @@ const CT: DicomJsonDataset = {
   '00081030': { vr: 'LO', Value: ['Head', null] }, // StudyDescription (not really multi-valued; an empty second value)
   '00091010': { vr: 'LO', Value: ['ACME'] }, // private, no dictionary entry
   '00091011': { vr: 'OB', InlineBinary: 'QUJD' }, // private binary: "ABC"
+  '00280009': { vr: 'AT', Value: ['00181063'] }, // FrameIncrementPointer
   '00100010': { vr: 'PN', Value: [{ Alphabetic: 'Yamada^Tarou', Ideographic: '山田^太郎' }] }, // PatientName
   '00100020': { vr: 'LO', Value: ['012345'] }, // PatientID
   '00180050': { vr: 'DS', Value: [1.5] }, // SliceThickness
@@ -120,6 +121,10 @@ describe('conditions on attributes', () => {
     ['{00080060: CT}', true],
     ['{"(0040,0275).(0032,1060)": CT HEAD}', true],
     ['{00400275.00321060: {matches: CHEST}}', true],
+    // AT values, whichever way the tag is written
+    ['{FrameIncrementPointer: "(0018,1063)"}', true],
+    ['{FrameIncrementPointer: 00181063}', true],
+    ['{FrameIncrementPointer: 00181065}', false],
     // private and unknown tags: no dictionary entry, compared by their values
     ['{"(0009,1010)": ACME}', true],
     // bulk data and binary values never match a value, but are present

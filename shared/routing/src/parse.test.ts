@@ -97,6 +97,7 @@ describe('an invalid routes file is rejected with the line, the column and the r
     ['empty list of values', ruleWhen('      Modality: []'), 4, 17, /an empty list matches nothing/],
     ['map of values', ruleWhen('      Modality: {equals: {a: b}}'), 4, 26, /must be text or a list of text/],
     ['number expected', ruleWhen('      SeriesNumber: three'), 4, 21, /SeriesNumber has VR IS and compares as a number: "three" is not one/],
+    ['AT value that is no tag', ruleWhen('      FrameIncrementPointer: FrameTime'), 4, 30, /FrameIncrementPointer has VR AT: "FrameTime" is not a tag/],
     [
       'value test on a sequence',
       ruleWhen('      RequestAttributesSequence: x'),

@@ -325,7 +325,13 @@ class Compiler {
       const raw = this.text(item, `a value of ${what}`);
       if (raw === undefined) return undefined;
       // AE titles: leading and trailing spaces are not significant (PS3.5 §6.2, VR AE).
-      const text = what === 'calledAeTitle' || what === 'callingAeTitle' ? raw.trim() : raw;
+      let text = what === 'calledAeTitle' || what === 'callingAeTitle' ? raw.trim() : raw;
+      if (vr === 'AT') {
+        // DICOM JSON writes AT values as 8 hex digits (PS3.18 §F.2.3), whichever way the file writes the tag.
+        const tag = parseTag(text);
+        if (tag === undefined) return this.fail(item, `${what} has VR AT: "${text}" is not a tag written (gggg,eeee) or ggggeeee`);
+        text = tag;
+      }
       const num = text.trim() !== '' && Number.isFinite(Number(text)) ? Number(text) : undefined;
       if (vr !== undefined && NUMERIC_VRS.has(vr) && num === undefined) {
         return this.fail(item, `${what} has VR ${vr} and compares as a number: "${text}" is not one`);
