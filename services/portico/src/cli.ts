@@ -18,10 +18,12 @@ import { createLogger, runShutdown, type Logger } from '@portico/logging';
 import { openDb, migrate } from '@portico/db';
 import { startDimseServer } from '@portico/dimse';
 import { startDicomweb } from '@portico/dicomweb';
-import { startWorker } from '@portico/worker';
+import { startWorker, fileRouter, type FileRouter } from '@portico/worker';
+import { startExport, retryPolicy } from '@portico/export';
 import { openBackends } from './backends.ts';
+import { COMMANDS, COMMANDS_HELP, runCommand, type Command } from './commands.ts';
 
-const ROLES = ['standalone', 'dimse', 'dicomweb', 'worker', 'migrate'] as const;
+const ROLES = ['standalone', 'dimse', 'dicomweb', 'worker', 'export', 'migrate'] as const;
 type Role = (typeof ROLES)[number];
 
 const HELP = `portico — cloud-native DICOM gateway
@@ -37,9 +39,12 @@ Roles:
                on port 11112, AE title PORTICO
   dicomweb     HTTP: STOW-RS, QIDO-RS, WADO-RS at /dicom-web, /livez, /readyz on port 8080; the OHIF
                viewer at /viewer (on in standalone; PORTICO_VIEWER_ENABLED; fetch it with make viewer)
-  worker       ingest pipeline (parse, index, move to final key)
+  worker       ingest pipeline (parse, index, move to final key) and routing (PORTICO_ROUTES_FILE)
+  export       store-and-forward delivery: one queue per destination (nodes file / admin API),
+               C-STORE SCU and STOW-RS client, retries, dead letters, reconciler
   migrate      apply database migrations (under an advisory lock) and exit
 
+${COMMANDS_HELP}
 Options:
   -c, --config <file>   YAML configuration file (also PORTICO_CONFIG); environment variables win
       --print-config    print the effective configuration (secrets masked) and exit
@@ -50,7 +55,25 @@ Every setting has a PORTICO_* environment variable: see docs/configuration.md or
 Signals: SIGINT/SIGTERM drain (associations, requests, jobs) within PORTICO_SHUTDOWN_GRACE_MS, then exit.
 `;
 
+/** Index of the first argument that is not an option (or an option's value), -1 when none. */
+function firstPositional(argv: readonly string[]): number {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-c' || a === '--config') i++;
+    else if (!a.startsWith('-')) return i;
+  }
+  return -1;
+}
+
 async function main(argv: string[]): Promise<number> {
+  // Operator commands take their own options: everything after the command word is theirs.
+  const at = firstPositional(argv);
+  // `export` alone is the role; `export retry|cancel|replay …` is the command.
+  const word = at >= 0 ? argv[at]! : '';
+  const isCommand = (COMMANDS as readonly string[]).includes(word) && (word !== 'export' || ['retry', 'cancel', 'replay'].includes(argv[at + 1] ?? ''));
+  const command = isCommand ? (word as Command) : undefined;
+  const commandArgs = command ? argv.slice(at + 1) : [];
+  if (command) argv = argv.slice(0, at + 1);
   let parsed;
   try {
     parsed = parseArgs({
@@ -76,6 +99,24 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${settingsMarkdown()}\n`);
     return 0;
   }
+  if (command) {
+    let config: PorticoConfig;
+    try {
+      config = loadConfig(values.config ? { file: values.config } : {});
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`portico: ${err.message}\n`);
+        return 78;
+      }
+      throw err;
+    }
+    try {
+      return await runCommand(command, commandArgs, config);
+    } catch (err) {
+      process.stderr.write(`portico ${command}: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
   const role = (positionals[0] ?? 'standalone') as Role;
   if (!ROLES.includes(role) || positionals.length > 1) {
     process.stderr.write(`portico: unknown role "${positionals.join(' ')}"\n\n${HELP}`);
@@ -88,7 +129,7 @@ async function main(argv: string[]): Promise<number> {
       requireClusterBackends(config, role, {
         database: true,
         queue: role !== 'migrate',
-        objects: role === 'dimse' || role === 'dicomweb' || role === 'worker',
+        objects: role === 'dimse' || role === 'dicomweb' || role === 'worker' || role === 'export',
       });
     }
   } catch (err) {
@@ -122,12 +163,23 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
   try {
     // Start consumers first and edges last, so nothing is accepted before it can be processed;
     // shutdown runs the other way round (edges stop accepting first).
+    if (role === 'standalone' || role === 'export') {
+      const exporter = await startExport({ config, log, db: backends.db, store: backends.store, queues: backends.queues });
+      steps.unshift(['export', () => exporter.close()]);
+    }
     if (role === 'standalone' || role === 'worker') {
+      let routes: FileRouter | undefined;
+      if (config.export.routesFile) {
+        // An invalid routes file at start stops the start: there are no earlier rules to keep.
+        routes = fileRouter(config.export.routesFile, config.export.routesReloadMs, log);
+        steps.unshift(['routes', async () => routes?.watcher.stop()]);
+      }
       const workers = await startWorker({
         ...backends,
         log,
         concurrency: config.queue.workerConcurrency,
         reconcile: { intervalMs: config.queue.reconcileIntervalMs, olderThanMs: config.queue.reconcileAfterMs },
+        ...(routes ? { routing: { router: routes.router, policy: retryPolicy(config) } } : {}),
       });
       steps.unshift(['worker', () => workers.close()]);
     }

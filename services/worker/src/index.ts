@@ -2,3 +2,4 @@ export { ingestInstance, instanceKey, type IngestDeps, type IndexedInstance } fr
 export { routeIndexed, type Router, type RouteDeps } from './route.ts';
 export { startWorker, type WorkerDeps } from './main.ts';
 export { reconcileStaging, startReconciler } from './reconcile.ts';
+export { fileRouter, type FileRouter } from './router.ts';

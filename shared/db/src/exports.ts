@@ -414,3 +414,16 @@ export async function destinationStats(db: Queryable): Promise<DestinationStats[
       };
     });
 }
+
+/** What routing sees of a stored instance (for explaining a decision after the fact). */
+export async function instanceRoutingInput(
+  db: Queryable,
+  sopInstanceUid: string,
+): Promise<{ json: Record<string, unknown>; source: string; callingAeTitle: string | null; calledAeTitle: string | null } | undefined> {
+  const { rows } = await db.query<{ json: Record<string, unknown>; source: string; calling_ae_title: string | null; called_ae_title: string | null }>(
+    'SELECT json, source, calling_ae_title, called_ae_title FROM instance WHERE sop_instance_uid = $1',
+    [sopInstanceUid],
+  );
+  const r = rows[0];
+  return r && { json: r.json, source: r.source, callingAeTitle: r.calling_ae_title, calledAeTitle: r.called_ae_title };
+}

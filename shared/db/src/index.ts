@@ -56,6 +56,7 @@ export {
   cancelExports,
   instanceJourney,
   destinationStats,
+  instanceRoutingInput,
   EXPORT_STATUSES,
   type ExportStatus,
   type ExportPlan,

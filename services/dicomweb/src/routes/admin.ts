@@ -5,15 +5,18 @@
  * - `PUT /admin/nodes/{aeTitle}` — add or replace a node (`{host, port, tls?, services?}`), 201/200;
  * - `DELETE /admin/nodes/{aeTitle}` — remove a node added here, 204; 404 when absent.
  *
+ * Export destinations, deliveries, journeys and route explanations: see admin-export.ts.
+ *
  * Nodes of the nodes file are read-only here (409): the file is the configuration an operator manages
  * by hand. The dimse role picks changes up within `dimse.nodesReloadMs`.
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { loadNodes, parseNode } from '@portico/config';
+import { loadNodes, nodeFromDbRow, nodeOptions, parseNode } from '@portico/config';
 import { deleteDbNode, listDbNodes, putDbNode } from '@portico/db';
 import { PorticoError } from '@portico/errors';
 import type { RouteDeps } from '../deps.ts';
+import { exportAdminRoutes } from './admin-export.ts';
 
 function authorised(req: FastifyRequest, token: string): boolean {
   const header = req.headers.authorization ?? '';
@@ -37,7 +40,15 @@ export async function adminRoutes(app: FastifyInstance, deps: RouteDeps): Promis
   app.get('/admin/nodes', async () => {
     const file = loadNodes(deps.config.dimse.nodesFile).map((n) => ({ ...n, source: 'file' }));
     const inFile = new Set(file.map((n) => n.aeTitle));
-    const api = (await listDbNodes(deps.db)).filter((n) => !inFile.has(n.aeTitle)).map((n) => ({ ...n, source: 'api' }));
+    const api = (await listDbNodes(deps.db))
+      .filter((n) => !inFile.has(n.aeTitle))
+      .map((n) => {
+        try {
+          return { ...nodeFromDbRow(n), source: 'api' };
+        } catch (err) {
+          return { aeTitle: n.aeTitle, source: 'api', invalid: (err as Error).message };
+        }
+      });
     return [...file, ...api];
   });
 
@@ -49,7 +60,7 @@ export async function adminRoutes(app: FastifyInstance, deps: RouteDeps): Promis
       throw new PorticoError('BAD_REQUEST', (err as Error).message);
     }
     if (fileNodes().includes(node.aeTitle)) throw new PorticoError('CONFLICT', `${node.aeTitle} is defined in the nodes file; change it there`);
-    const outcome = await putDbNode(deps.db, { ...node, services: [...node.services] });
+    const outcome = await putDbNode(deps.db, { aeTitle: node.aeTitle, host: node.host, port: node.port, tls: node.tls, services: [...node.services], options: nodeOptions(node) });
     req.log.info({ aeTitle: node.aeTitle, outcome }, 'admin: node saved');
     return reply.code(outcome === 'created' ? 201 : 200).send(node);
   });
@@ -60,4 +71,5 @@ export async function adminRoutes(app: FastifyInstance, deps: RouteDeps): Promis
     req.log.info({ aeTitle: req.params.ae }, 'admin: node deleted');
     return reply.code(204).send();
   });
+  await exportAdminRoutes(app, deps);
 }

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { PorticoError } from '@portico/errors';
 import type { RouteDeps } from '../deps.ts';
 import { sendProblem } from '../problem.ts';
+import { exportMetrics } from './admin-export.ts';
 
 export const PROBE_TIMEOUT_MS = 2000;
 
@@ -23,6 +24,8 @@ function probe(name: string, fn: () => Promise<unknown>): Promise<{ name: string
 
 export async function healthRoutes(app: FastifyInstance, deps: RouteDeps): Promise<void> {
   app.get('/livez', async (_req, reply) => reply.code(200).send({ status: 'ok' }));
+  // Prometheus text; per-destination export gauges read from the index (the same in every process).
+  app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(await exportMetrics(deps)));
   app.get('/readyz', async (req, reply) => {
     const results = await Promise.all([
       probe('database', () => deps.db.ping()),
