@@ -373,6 +373,8 @@ function plan(ts: string, t: Target, m: PixelModule, photometric: string): strin
       if (t.lossy && (m.bitsAllocated !== 8 || m.bitsStored !== 8))
         throw refuse(`JPEG baseline takes 8-bit samples; this image has Bits Allocated ${m.bitsAllocated}, Bits Stored ${m.bitsStored}`);
       if (t.lossy && m.pixelRepresentation === 1) throw refuse('JPEG baseline takes unsigned samples');
+      // libjpeg marks lossless colour as RGB (Adobe transform 0): YBR_FULL samples would be read as RGB.
+      if (!t.lossy && colour && photometric !== 'RGB') throw refuse(`${photometric} cannot be JPEG lossless here: the codec labels the components RGB`);
       return t.lossy && colour ? 'YBR_FULL' : photometric;
     case 'encodeJpegLs':
       return photometric;
@@ -405,8 +407,8 @@ async function encodeFrame(ts: string, t: Target, m: PixelModule, photometric: s
   let bitsStored = m.bitsStored;
   // JPEG-LS codes P = Bits Allocated bits: give it Bits Stored so MAXVAL fits the data (PS3.5 §8.2.3).
   if (t.fn === 'encodeJpegLs' && m.bitsAllocated === 16) bitsAllocated = Math.max(m.bitsStored, 9);
-  // libjpeg reads 16-bit words only for precisions above 8.
-  if (t.fn === 'encodeJpeg' && m.bitsAllocated === 16 && m.bitsStored <= 8) bitsStored = 9;
+  // libjpeg and OpenJPEG read 16-bit words only for precisions above 8 (and decoders then give 8-bit samples).
+  if ((t.fn === 'encodeJpeg' || t.fn === 'encodeJpeg2000') && m.bitsAllocated === 16 && m.bitsStored <= 8) bitsStored = 9;
   const ctx = new mod.Context({
     width: m.columns,
     height: m.rows,
