@@ -199,7 +199,10 @@ function openSource(part10: Uint8Array): SourceInstance {
 
 /**
  * Builds the bytes one destination gets: `part10` in `opts.transferSyntaxUid` with `opts.mutations`
- * applied. With neither (or the stored syntax and no mutations), returns `part10` itself.
+ * applied. With neither (or the stored syntax and no mutations), returns `part10` itself — except for a
+ * bare data set without File Meta, which is always written out as a Part-10 file. Everything is in
+ * memory (input, one decoded frame at a time, output).
+ * @see the module comment for what is refused and what falls back to Explicit VR Little Endian
  * @throws NOT_ACCEPTABLE when the asked syntax cannot be produced for this image or a mutation cannot be
  *   applied; CANNOT_UNDERSTAND when `part10` cannot be parsed or its pixel data decoded; MISSING_ATTRIBUTE
  *   without SOP Class/Instance UID
@@ -240,6 +243,7 @@ export async function transformInstance(part10: Uint8Array, opts: TransformOptio
     await transcodePixels(ds, px, module, src.transferSyntaxUid, target);
   }
   if (px?.value && NATIVE_TARGETS.has(target) && module) px.vr = module.bitsAllocated > 8 ? 'OW' : 'OB';
+  if (NATIVE_TARGETS.has(target)) dropNestedEncapsulated(ds);
 
   const sopClassUid = text(find(ds, tags.sopClassUid)) || src.sopClassUid;
   const sopInstanceUid = text(find(ds, tags.sopInstanceUid)) || src.sopInstanceUid;
@@ -252,6 +256,19 @@ export async function transformInstance(part10: Uint8Array, opts: TransformOptio
   let body = Buffer.concat(writeDataset(ds, target !== IMPLICIT));
   if (target === DEFLATED) body = deflateRawSync(body);
   return { bytes: Buffer.concat([meta, body]), transferSyntaxUid: target, sopClassUid, sopInstanceUid, ...(fallback ? { fallback } : {}) };
+}
+
+/**
+ * An Icon Image Sequence item may hold encapsulated pixel data (PS3.5 §A.4 lets it follow the instance's
+ * syntax); an uncompressed result cannot carry it, and an icon is optional (Type 3): the sequence goes.
+ */
+function dropNestedEncapsulated(elements: RawElement[]): void {
+  for (let i = elements.length - 1; i >= 0; i--) {
+    const items = elements[i]!.items;
+    if (!items) continue;
+    if (items.some((item) => item.some((e) => e.fragments))) elements.splice(i, 1);
+    else for (const item of items) dropNestedEncapsulated(item);
+  }
 }
 
 function pixelModule(ds: RawElement[]): PixelModule | undefined {
