@@ -287,7 +287,7 @@ describe('lossy targets', () => {
       expect(Number(flags.ratio?.split('\\').at(-1))).toBeGreaterThan(1);
     }
     if (source.module.samplesPerPixel === 3) {
-      const expected = target === TS.jpegBaseline ? 'YBR_FULL' : target === TS.jlsNear ? source.photometric : 'YBR_ICT';
+      const expected = target === TS.jpegBaseline ? 'YBR_FULL_422' : target === TS.jlsNear ? source.photometric : 'YBR_ICT';
       expect(text(find(result.ds, 0x00280004))).toBe(expected);
     }
     if (HAVE.dcmdump) expect(() => dcmdump(writeTmp(out.bytes))).not.toThrow();
@@ -355,6 +355,23 @@ describe('no transform asked', () => {
     const before = (await decodeInstance(src)).ds;
     const after = (await decodeInstance(out.bytes)).ds;
     expect(find(after, 0x7fe00010)!.fragments!.slice(1)).toEqual(find(before, 0x7fe00010)!.fragments!.slice(1));
+  });
+});
+
+describe('sources that cannot be written back as they are', () => {
+  it('a big endian instance with mutations only goes out as Explicit VR Little Endian, with the same pixels', async () => {
+    const src = corpus('ts/explicit-be_MR_small_bigendian.dcm');
+    const out = await transformInstance(src, { mutations: [{ op: 'set', path: ['00081030'], vr: 'LO', value: ['BE'] }] });
+    expect(out.transferSyntaxUid).toBe(TS.explicit);
+    expect(out.fallback).toMatch(/Big Endian/);
+    samePixels(await decodeInstance(src), await decodeInstance(out.bytes));
+  });
+  it('a bare data set without File Meta becomes a Part-10 file even when nothing is asked', async () => {
+    const src = corpus('odd/no_meta_implicit_le_MR.dcm');
+    const out = await transformInstance(src, {});
+    expect(out.transferSyntaxUid).toBe(TS.implicit);
+    expect(readFileMetaInformation(out.bytes).sopInstanceUid).toBe(out.sopInstanceUid);
+    if (HAVE.dcmdump) expect(() => dcmdump(writeTmp(out.bytes))).not.toThrow();
   });
 });
 

@@ -81,11 +81,12 @@ interface Target {
 /** Encapsulated syntaxes produced here and how. @see PS3.5 §8.2, PS3.6 Table A-1 */
 const TARGETS: Readonly<Record<string, Target>> = {
   '1.2.840.10008.1.2.5': { fn: 'encodeRle', lossy: false, params: {} },
-  // Sample factor 4:4:4 (index 0 of dcmjs-codecs' JpegSampleFactor): the result is YBR_FULL, not _422.
+  // Chrominance subsampled 2:1 horizontally (index 1 of dcmjs-codecs' JpegSampleFactor): YBR_FULL_422, the
+  // form PS3.5 §8.2.1 describes for lossy colour JPEG and the one every reader expects.
   '1.2.840.10008.1.2.4.50': {
     fn: 'encodeJpeg',
     lossy: true,
-    params: { lossy: true, quality: 90, sampleFactor: 0, predictor: 0, pointTransform: 0 },
+    params: { lossy: true, quality: 90, sampleFactor: 1, predictor: 0, pointTransform: 0 },
     method: 'ISO_10918_1',
   },
   '1.2.840.10008.1.2.4.70': { fn: 'encodeJpeg', lossy: false, params: { lossy: false, predictor: 1, pointTransform: 0 } },
@@ -392,7 +393,7 @@ function plan(ts: string, t: Target, m: PixelModule, photometric: string): strin
       if (t.lossy && m.pixelRepresentation === 1) throw refuse('JPEG baseline takes unsigned samples');
       // libjpeg marks lossless colour as RGB (Adobe transform 0): YBR_FULL samples would be read as RGB.
       if (!t.lossy && colour && photometric !== 'RGB') throw refuse(`${photometric} cannot be JPEG lossless here: the codec labels the components RGB`);
-      return t.lossy && colour ? 'YBR_FULL' : photometric;
+      return t.lossy && colour ? 'YBR_FULL_422' : photometric;
     case 'encodeJpegLs':
       return photometric;
     case 'encodeJpeg2000':
