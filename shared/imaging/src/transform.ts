@@ -108,7 +108,7 @@ const NATIVE_TARGETS: ReadonlySet<string> = new Set([IMPLICIT, EXPLICIT, DEFLATE
  * still be refused for its pixel format, see {@link transformInstance}).
  */
 export function canTransform(fromTs: string, toTs: string): boolean {
-  if (fromTs === toTs && fromTs !== BIG_ENDIAN) return true;
+  if (fromTs === toTs) return true; // nothing to do: the bytes go as stored
   const readable = NATIVE_TRANSFER_SYNTAXES.has(fromTs) || canDecode(fromTs);
   return readable && (NATIVE_TARGETS.has(toTs) || toTs in TARGETS);
 }
