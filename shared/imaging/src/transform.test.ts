@@ -427,7 +427,7 @@ describe('mutations', () => {
       mutations: [
         { op: 'set', path: ['00100010'], vr: 'PN', value: ['Doe^Jane'] },
         { op: 'set', path: ['00081030'], vr: 'LO', value: ['Routed'] },
-        { op: 'set', path: ['00280030'], vr: 'DS', value: [0.5, 0.5] },
+        { op: 'set', path: ['00280030'], vr: 'DS', value: [0.5, 0.1 + 0.2] },
         { op: 'remove', path: ['00100030'] },
         { op: 'modify', path: ['00100020'], pattern: '^(.*)$', replacement: 'EXT-$1' },
       ],
@@ -436,7 +436,7 @@ describe('mutations', () => {
     const d = read(out.bytes);
     expect(name(d)).toBe('Doe^Jane');
     expect(d['00081030']?.Value).toEqual(['Routed']);
-    expect(d['00280030']?.Value).toEqual([0.5, 0.5]);
+    expect(d['00280030']?.Value).toEqual([0.5, 0.3]);
     expect(d['00100030']).toBeUndefined();
     expect(d['00100020']?.Value).toEqual([`EXT-${String(before['00100020']?.Value?.[0])}`]);
     if (HAVE.dcmdump) expect(dcmdump(writeTmp(out.bytes))).toContain('EXT-');

@@ -589,7 +589,10 @@ function stringValue(el: RawElement, terms: readonly string[]): string {
 
 /** Encodes a value for `vr`; strings via `textBytes` (which may convert the instance's character set). */
 function encodeValue(vr: string, values: readonly (string | number)[], textBytes: (s: string) => Buffer): Buffer {
-  if (STRING_VRS.has(vr)) return textBytes(values.map(String).join('\\'));
+  // DS holds at most 16 characters (PS3.5 Table 6.2-1): 0.1 + 0.2 must not become 0.30000000000000004.
+  const format = (v: string | number): string =>
+    vr === 'DS' && typeof v === 'number' && String(v).length > 16 ? String(Number(v.toPrecision(10))) : String(v);
+  if (STRING_VRS.has(vr)) return textBytes(values.map(format).join('\\'));
   const num = values.map((v) => (typeof v === 'number' ? v : Number(v)));
   const size = { US: 2, SS: 2, UL: 4, SL: 4, FL: 4, FD: 8, AT: 4 }[vr];
   if (size === undefined) throw new PorticoError('NOT_ACCEPTABLE', `a mutation cannot set a value of VR ${vr}`);
