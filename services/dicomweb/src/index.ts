@@ -4,3 +4,5 @@
 export { buildApp } from './app.ts';
 export type { DicomwebDeps } from './deps.ts';
 export { startDicomweb, type RunningDicomweb } from './main.ts';
+export { stowInstances } from './stow-client.ts';
+export type { StowDestination, StowInstanceOutcome, StowItem, StowResult } from './stow-client.ts';

@@ -27,3 +27,5 @@ export type { DisplayPixels, RenderInput } from './render.ts';
 export { canDecompress, decompressInstance, EXPLICIT_VR_LITTLE_ENDIAN } from './transcode.ts';
 export type { DecompressedInstance, DecompressInput } from './transcode.ts';
 export { decompressStored, openObject, readAll, readFrame, readRange, realignBits, type PixelInstance as StoredPixelInstance } from './stored.ts';
+export { canTransform, transformInstance } from './transform.ts';
+export type { TransformedInstance, TransformOptions } from './transform.ts';

@@ -1,9 +1,11 @@
 /**
  * Decompression of a stored instance to Explicit VR Little Endian (1.2.840.10008.1.2.1), as a stream.
  *
- * The header (everything before Pixel Data) is small: it is read with dcmjs (which knows the VRs an
- * Implicit VR data set leaves out, and reads big endian and deflated data sets), adjusted, and written
- * again as Explicit VR Little Endian Part 10. Pixel Data is then written as a native OB/OW value whose
+ * The header (everything before Pixel Data) is small: it is read element by element (raw-dataset.ts:
+ * VRs an Implicit VR data set leaves out come from the dictionary; big endian values are swapped, deflated
+ * data sets inflated), adjusted, and written again as Explicit VR Little Endian Part 10 with every value's
+ * bytes as stored. (dcmjs, used here before, rewrote every string as UTF-8 whatever the Specific Character
+ * Set, which corrupted ISO_IR 100/144/… names.) Pixel Data is then written as a native OB/OW value whose
  * length is known up front (frames × rows × columns × samples × bytes), decoded frame by frame from the
  * caller's `readFrame`, so an instance costs its header plus one frame of memory and the total length is
  * known before the first byte (a Content-Length for each multipart part).
@@ -15,36 +17,14 @@
  * Elements after Pixel Data (trailing padding) are not copied.
  * @see PS3.5 §8.2.1, §A.2; PS3.10 §7.1; PS3.18 §8.7.3.5.2
  */
-import { createRequire } from 'node:module';
-import { PORTICO_IMPLEMENTATION_CLASS_UID, PORTICO_IMPLEMENTATION_VERSION_NAME } from '@portico/dicom';
+import { inflateRawSync, inflateSync } from 'node:zlib';
+import { readFileMetaInformation, TRANSFER_SYNTAX, writeFileMetaInformation, type FileMetaInformation } from '@portico/dicom';
 import { PorticoError } from '@portico/errors';
 import { canDecode, decodedPhotometric, decodeFrame, isLossyTransferSyntax, NATIVE_TRANSFER_SYNTAXES } from './codecs.ts';
 import type { PixelModule } from './pixel-module.ts';
+import { find, put, readDataset, text, writeDataset, type RawElement } from './raw-dataset.ts';
 
 export const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
-
-interface DcmjsElement {
-  vr: string;
-  Value: unknown[];
-}
-interface DcmjsDict {
-  meta: Record<string, DcmjsElement>;
-  dict: Record<string, DcmjsElement>;
-  write(opts?: Record<string, unknown>): ArrayBuffer;
-}
-interface Dcmjs {
-  data: { DicomMessage: { readFile(buf: ArrayBuffer, opts: Record<string, unknown>): DcmjsDict } };
-  log: { setLevel(level: string): void };
-}
-let dcmjs: Dcmjs | undefined;
-function loadDcmjs(): Dcmjs {
-  if (!dcmjs) {
-    dcmjs = createRequire(import.meta.url)('dcmjs') as Dcmjs;
-    // dcmjs logs unknown tags and VR fixes at warn level to the console: not patient data, but not ours to print.
-    dcmjs.log.setLevel('error');
-  }
-  return dcmjs;
-}
 
 /** True when an instance stored in `transferSyntaxUid` can be served as Explicit VR Little Endian. */
 export function canDecompress(transferSyntaxUid: string): boolean {
@@ -74,10 +54,6 @@ export interface DecompressedInstance {
   readonly body: AsyncGenerator<Uint8Array>;
 }
 
-function set(dict: Record<string, DcmjsElement>, tag: string, vr: string, value: unknown): void {
-  dict[tag] = { vr, Value: [value] };
-}
-
 /**
  * Plans and streams the Explicit VR Little Endian copy of an instance.
  * @throws NOT_ACCEPTABLE when the stored transfer syntax cannot be decoded, PROCESSING_FAILURE when the
@@ -86,24 +62,30 @@ function set(dict: Record<string, DcmjsElement>, tag: string, vr: string, value:
 export function decompressInstance(input: DecompressInput): DecompressedInstance {
   const ts = input.transferSyntaxUid;
   if (!canDecode(ts)) throw new PorticoError('NOT_ACCEPTABLE', `instances in transfer syntax ${ts} cannot be decompressed here`);
-  let dd: DcmjsDict;
+  let ds: RawElement[];
+  let meta: FileMetaInformation;
   try {
-    const ab = input.header.buffer.slice(input.header.byteOffset, input.header.byteOffset + input.header.byteLength) as ArrayBuffer;
+    const buf = Buffer.from(input.header.buffer, input.header.byteOffset, input.header.byteLength);
+    meta = readFileMetaInformation(buf);
+    let body = buf.subarray(meta.datasetOffset);
+    if (ts === TRANSFER_SYNTAX.DeflatedExplicitVRLittleEndian) {
+      // Raw deflate as PS3.5 §A.5 says, or zlib-wrapped as some writers produce.
+      const zlibWrapped = body.length >= 2 && (body[0]! & 0x0f) === 8 && ((body[0]! << 8) | body[1]!) % 31 === 0;
+      body = zlibWrapped ? inflateSync(body) : inflateRawSync(body);
+    }
     // Without a pixel module (no Pixel Data, or one without Rows/Columns) the whole object is the header:
     // read to its end, so that a native value we cannot describe is still copied.
-    const until = input.module ? { untilTag: '7FE00010', includeUntilTagValue: false } : {};
-    dd = loadDcmjs().data.DicomMessage.readFile(ab, { ignoreErrors: true, ...until, noCopy: false });
+    ds = readDataset(body, { explicitVr: ts !== TRANSFER_SYNTAX.ImplicitVRLittleEndian, littleEndian: ts !== TRANSFER_SYNTAX.ExplicitVRBigEndian });
   } catch (err) {
     throw new PorticoError('PROCESSING_FAILURE', `the stored header cannot be re-encoded: ${String(err).slice(0, 200)}`, { cause: err });
   }
-  if (!input.module && !NATIVE_TRANSFER_SYNTAXES.has(ts) && dd.dict['7FE00010'])
+  if (!input.module && !NATIVE_TRANSFER_SYNTAXES.has(ts) && find(ds, 0x7fe00010))
     throw new PorticoError('NOT_ACCEPTABLE', 'encapsulated pixel data without an image pixel description cannot be decompressed');
-  const drop = input.module ? ['7FE00010', '7FE00001', '7FE00002', '7FE00008', '7FE00009', 'FFFCFFFC'] : ['7FE00001', '7FE00002', 'FFFCFFFC'];
-  for (const tag of drop) delete dd.dict[tag];
-  set(dd.meta, '00020010', 'UI', EXPLICIT_VR_LITTLE_ENDIAN);
-  set(dd.meta, '00020012', 'UI', PORTICO_IMPLEMENTATION_CLASS_UID);
-  set(dd.meta, '00020013', 'SH', PORTICO_IMPLEMENTATION_VERSION_NAME);
-  delete dd.meta['00020000'];
+  // Pixel Data is written after the header: with a module, nothing from it on is kept (float and
+  // double-float pixel data, the Extended Offset Table, trailing padding go).
+  const drop = input.module ? (tag: number) => tag >= 0x7fe00000 : (tag: number) => tag === 0x7fe00001 || tag === 0x7fe00002 || tag === 0xfffcfffc;
+  ds = ds.filter((e) => !drop(e.tag));
+  const setText = (tag: number, vr: string, value: string): void => put(ds, { tag, vr, value: Buffer.from(value, 'latin1') });
 
   const m = input.module;
   let pixelLength = 0;
@@ -112,16 +94,24 @@ export function decompressInstance(input: DecompressInput): DecompressedInstance
   if (m) {
     const encapsulated = !NATIVE_TRANSFER_SYNTAXES.has(ts);
     photometric = decodedPhotometric(ts, m.photometricInterpretation, m.samplesPerPixel);
-    if (photometric !== m.photometricInterpretation) set(dd.dict, '00280004', 'CS', photometric);
-    if (encapsulated && m.samplesPerPixel > 1) set(dd.dict, '00280006', 'US', 0);
-    if (isLossyTransferSyntax(ts)) set(dd.dict, '00282110', 'CS', '01');
+    if (photometric !== m.photometricInterpretation) setText(0x00280004, 'CS', photometric);
+    if (encapsulated && m.samplesPerPixel > 1) put(ds, { tag: 0x00280006, vr: 'US', value: Buffer.from([0, 0]) });
+    if (isLossyTransferSyntax(ts)) setText(0x00282110, 'CS', '01');
     frameSize =
       m.bitsAllocated === 1 ? Math.ceil((m.rows * m.columns * m.samplesPerPixel) / 8) : m.rows * m.columns * m.samplesPerPixel * Math.ceil(m.bitsAllocated / 8);
     // Bit-packed 1-bit frames follow each other without byte alignment (PS3.5 §8.1.1).
     pixelLength = m.bitsAllocated === 1 ? Math.ceil((m.rows * m.columns * m.samplesPerPixel * input.frameCount) / 8) : frameSize * input.frameCount;
   }
-  // Real files carry over-long values (dates as 1993.11.24, long CS): keep them as received.
-  const header = Buffer.from(dd.write({ fragmentMultiframe: false, allowInvalidVRLength: true }));
+  // Values are copied byte for byte (text in its Specific Character Set, over-long dates as received).
+  const sopClassUid = text(find(ds, 0x00080016)) || meta.sopClassUid;
+  const sopInstanceUid = text(find(ds, 0x00080018)) || meta.sopInstanceUid;
+  let fileMeta: Buffer;
+  try {
+    fileMeta = writeFileMetaInformation({ sopClassUid, sopInstanceUid, transferSyntaxUid: EXPLICIT_VR_LITTLE_ENDIAN });
+  } catch (err) {
+    throw new PorticoError('PROCESSING_FAILURE', `the stored header cannot be re-encoded: ${(err as Error).message}`, { cause: err });
+  }
+  const header = Buffer.concat([fileMeta, ...writeDataset(ds, true)]);
   const padded = pixelLength + (pixelLength % 2);
   const length = header.length + (m ? 12 + padded : 0);
 
