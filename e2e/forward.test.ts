@@ -59,7 +59,7 @@ function startStorescp(s: Storescp, ae: string): void {
 
 async function stopStorescp(s: Storescp): Promise<void> {
   const p = s.proc;
-  if (!p || p.exitCode !== null) return;
+  if (!p || p.exitCode !== null || p.signalCode !== null) return;
   await new Promise<void>((resolve) => {
     p.once('exit', () => resolve());
     p.kill('SIGKILL');
@@ -71,8 +71,9 @@ function filesFor(dir: string, sops: readonly string[]): string[] {
   return sops.flatMap((s) => names.filter((n) => n.endsWith(`.${s}`)).map((n) => path.join(dir, n)));
 }
 
+/** The transfer syntax of a file, as a UID (dcmdump prints known ones by name unless -Un). */
 async function transferSyntaxOf(file: string): Promise<string> {
-  const r = await runTool('dcmdump', ['-q', '-M', '+P', '0002,0010', file]);
+  const r = await runTool('dcmdump', ['-q', '-M', '-Un', '+P', '0002,0010', file]);
   return /\[(.*?)\]/.exec(r.output)?.[1]?.replace(/\0/g, '').trim() ?? '';
 }
 
@@ -249,10 +250,19 @@ describe('store-and-forward, cluster shape', () => {
     await waitFor('SR deliveries', async () => (filesFor(peers.REPORTPACS.dir, srUids).length === srUids.length ? true : undefined), 60_000, 500);
     expect(filesFor(peers.IMAGEPACS.dir, srUids)).toEqual([]);
     for (const r of SR_FILES) {
-      const [got] = filesFor(peers.REPORTPACS.dir, [r['SOP instance UID']!]);
+      // What REPORTPACS got is what Portico stored (dcmsend may re-encode while sending, so the stored
+      // copy, not the file, is the reference).
+      const sop = r['SOP instance UID']!;
+      const [got] = filesFor(peers.REPORTPACS.dir, [sop]);
+      const found = (await (await fetch(`${http}/dicom-web/instances?SOPInstanceUID=${sop}`)).json()) as Array<Record<string, { Value: string[] }>>;
+      const series = found[0]!['0020000E']!.Value[0]!;
+      const study = found[0]!['0020000D']!.Value[0]!;
+      const res = await fetch(`${http}/dicom-web/studies/${study}/series/${series}/instances/${sop}`, {
+        headers: { accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' },
+      });
+      const stored = Buffer.from(await res.arrayBuffer());
       const a = readFileSync(got!);
-      const b = readFileSync(path.join(corpusDir(), r['file']!));
-      expect(a.subarray(datasetOffset(a)).equals(b.subarray(datasetOffset(b))), r['file']).toBe(true);
+      expect(stored.includes(a.subarray(datasetOffset(a))), r['file']).toBe(true);
     }
 
     // The journey, through the CLI and the admin API.
@@ -337,7 +347,8 @@ describe('store-and-forward, cluster shape', () => {
       180_000,
       500,
     ).catch(async (err: unknown) => {
-      throw new Error(`${(err as Error).message}: ${JSON.stringify(await deliveries(st.study))}\n${logs()}`);
+      const d = await deliveries(st.study);
+      throw new Error(`${(err as Error).message}: ${d.length} rows, not delivered: ${JSON.stringify(d.filter((x) => x.status !== 'delivered'))}\n${logs()}`);
     });
     expect(filesFor(peers.IMAGEPACS.dir, st.sops)).toHaveLength(40);
   });

@@ -58,7 +58,13 @@ export async function deliver(deps: DeliverDeps, payload: ExportJobPayload, ctx:
   const outcomes: ExportOutcome[] = results.map((r) => {
     const row = byPk.get(r.exportPk)!;
     const status = r.outcome === 'delivered' ? 'delivered' : r.outcome === 'refused' || row.attempts >= deps.maxAttempts ? 'dead' : 'failed';
-    return { exportPk: r.exportPk, generation: r.generation, status, ...(r.detail ? { error: r.detail.slice(0, 1000) } : {}) };
+    return {
+      exportPk: r.exportPk,
+      generation: r.generation,
+      status,
+      ...(r.detail ? { error: r.detail.slice(0, 1000) } : {}),
+      ...(status === 'failed' ? { retryAfterMs: backoffDelay(row.attempts, deps.backoffMs) } : {}),
+    };
   });
   await finishExports(deps.db, outcomes);
   const delivered = outcomes.filter((o) => o.status === 'delivered').length;

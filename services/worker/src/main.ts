@@ -7,7 +7,7 @@ import type { JobQueues, JobWorkers } from '@portico/jobs';
 import type { Logger } from '@portico/logging';
 import { ingestInstance } from './jobs/ingest-instance.ts';
 import { startReconciler } from './reconcile.ts';
-import { routeIndexed, type Router } from './route.ts';
+import type { Router } from './route.ts';
 import type { ExportRetryPolicy } from '@portico/jobs';
 
 export interface WorkerDeps {
@@ -32,9 +32,7 @@ export async function startWorker(deps: WorkerDeps): Promise<JobWorkers> {
           db: deps.db,
           store: deps.store,
           log: ctx.log,
-          ...(routing
-            ? { onIndexed: (indexed) => routeIndexed({ db: deps.db, queues: deps.queues, router: routing.router, policy: routing.policy, log: ctx.log }, indexed) }
-            : {}),
+          ...(routing ? { routing: { plan: routing.router, enqueue: (refs) => deps.queues.enqueueExports(refs, routing.policy) } } : {}),
         },
         payload,
       );

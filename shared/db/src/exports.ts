@@ -44,6 +44,7 @@ export async function planExports(
        generation = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN e.generation + 1 ELSE e.generation END,
        status = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN 'queued' ELSE e.status END,
        attempts = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN 0 ELSE e.attempts END,
+       next_attempt_at = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.next_attempt_at END,
        last_error = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.last_error END,
        rule = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN EXCLUDED.rule ELSE e.rule END,
        transfer_syntax_uid = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN EXCLUDED.transfer_syntax_uid ELSE e.transfer_syntax_uid END,
@@ -119,6 +120,9 @@ export async function claimExports(
   opts: { readonly batchSize: number; readonly leaseMs: number },
 ): Promise<ClaimedExport[]> {
   const claimable = `(e.status IN ('queued', 'failed') OR (e.status = 'sending' AND e.lease_until < now()))`;
+  // Batch-mates: not a failed delivery still in its backoff (else every batch would spend its attempts).
+  const mateClaimable = `(e.status = 'queued' OR (e.status = 'failed' AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()))
+    OR (e.status = 'sending' AND e.lease_until < now()))`;
   const own = await db.query<ClaimRow>(
     `UPDATE export_request e SET status = 'sending', lease_until = now() + $3 * interval '1 millisecond', attempts = e.attempts + 1,
        last_attempt_at = now(), updated_at = now()
@@ -134,7 +138,7 @@ export async function claimExports(
     const more = await db.query<ClaimRow>(
       `WITH picked AS (
          SELECT export_pk FROM export_request e
-          WHERE e.destination = $1 AND e.study_instance_uid = $2 AND e.export_pk <> $3 AND ${claimable}
+          WHERE e.destination = $1 AND e.study_instance_uid = $2 AND e.export_pk <> $3 AND ${mateClaimable}
           ORDER BY e.queued_at, e.export_pk LIMIT $4 FOR UPDATE SKIP LOCKED)
        UPDATE export_request e SET status = 'sending', lease_until = now() + $5 * interval '1 millisecond', attempts = e.attempts + 1,
          last_attempt_at = now(), updated_at = now()
@@ -187,6 +191,8 @@ export interface ExportOutcome {
   readonly generation: number;
   readonly status: Extract<ExportStatus, 'delivered' | 'failed' | 'dead' | 'cancelled' | 'queued'>;
   readonly error?: string;
+  /** For a failure: how long before it may be tried again in another delivery's batch. */
+  readonly retryAfterMs?: number;
 }
 
 /**
@@ -197,10 +203,17 @@ export async function finishExports(db: Queryable, outcomes: readonly ExportOutc
   if (outcomes.length === 0) return;
   await db.query(
     `UPDATE export_request e SET status = o.status, last_error = o.error, lease_until = NULL, updated_at = now(),
-       delivered_at = CASE WHEN o.status = 'delivered' THEN now() ELSE e.delivered_at END
-     FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[]) AS o(export_pk, generation, status, error)
+       delivered_at = CASE WHEN o.status = 'delivered' THEN now() ELSE e.delivered_at END,
+       next_attempt_at = CASE WHEN o.retry_ms IS NULL THEN NULL ELSE now() + o.retry_ms * interval '1 millisecond' END
+     FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::int[]) AS o(export_pk, generation, status, error, retry_ms)
      WHERE e.export_pk = o.export_pk AND e.generation = o.generation AND e.status = 'sending'`,
-    [outcomes.map((o) => o.exportPk), outcomes.map((o) => o.generation), outcomes.map((o) => o.status), outcomes.map((o) => o.error ?? null)],
+    [
+      outcomes.map((o) => o.exportPk),
+      outcomes.map((o) => o.generation),
+      outcomes.map((o) => o.status),
+      outcomes.map((o) => o.error ?? null),
+      outcomes.map((o) => (o.retryAfterMs === undefined ? null : Math.round(o.retryAfterMs))),
+    ],
   );
 }
 
@@ -290,7 +303,7 @@ export async function listExports(db: Queryable, f: ExportFilter, page: { limit:
 export async function retryExports(db: Queryable, f: ExportFilter): Promise<ExportRef[]> {
   const { where, values } = filterSql({ ...f, status: f.status ?? ['failed', 'dead', 'cancelled'] }, 1);
   const { rows } = await db.query<{ export_pk: string; generation: number; destination: string }>(
-    `UPDATE export_request SET generation = generation + 1, status = 'queued', attempts = 0, last_error = NULL, lease_until = NULL,
+    `UPDATE export_request SET generation = generation + 1, status = 'queued', attempts = 0, last_error = NULL, lease_until = NULL, next_attempt_at = NULL,
        queued_at = now(), delivered_at = NULL, commitment = NULL, updated_at = now()
       WHERE ${where} AND status <> 'sending' RETURNING export_pk::text, generation, destination`,
     values,
@@ -314,7 +327,7 @@ export async function replayExports(
        FROM instance i JOIN study st ON st.study_pk = i.study_pk
       WHERE ($1::text IS NULL OR st.study_instance_uid = $1) AND ($2::text IS NULL OR i.sop_instance_uid = $2)
      ON CONFLICT (sop_instance_uid, destination) DO UPDATE SET generation = e.generation + 1, status = 'queued', attempts = 0, last_error = NULL,
-       lease_until = NULL, queued_at = now(), delivered_at = NULL, commitment = NULL, updated_at = now()
+       lease_until = NULL, next_attempt_at = NULL, queued_at = now(), delivered_at = NULL, commitment = NULL, updated_at = now()
      RETURNING export_pk::text, generation, destination`,
     [scope.studyInstanceUid ?? null, scope.sopInstanceUid ?? null, destination],
   );
@@ -383,13 +396,13 @@ export async function destinationStats(db: Queryable): Promise<DestinationStats[
     oldest: number | null;
   }>(
     `SELECT destination, status, count(*)::text AS n,
-            EXTRACT(EPOCH FROM now() - min(queued_at)) FILTER (WHERE status IN ('queued', 'sending', 'failed')) AS oldest
+            EXTRACT(EPOCH FROM now() - min(queued_at) FILTER (WHERE status IN ('queued', 'sending', 'failed')))::float8 AS oldest
        FROM export_request GROUP BY destination, status`,
   );
   const lat = await db.query<{ destination: string; n: string; p50: number | null; p95: number | null }>(
     `SELECT destination, count(*)::text AS n,
-            percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM delivered_at - queued_at)) AS p50,
-            percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM delivered_at - queued_at)) AS p95
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM delivered_at - queued_at)::float8) AS p50,
+            percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM delivered_at - queued_at)::float8) AS p95
        FROM export_request WHERE status = 'delivered' AND delivered_at > now() - interval '1 hour' GROUP BY destination`,
   );
   const out = new Map<string, { counts: Record<ExportStatus, number>; oldest: number | null }>();

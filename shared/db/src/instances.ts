@@ -63,7 +63,13 @@ export interface UpsertResult {
   readonly previousObjectKey?: string;
 }
 
-export async function upsertInstance(db: Db, rec: InstanceRecord, apply?: () => Promise<void>): Promise<UpsertResult> {
+export async function upsertInstance(
+  db: Db,
+  rec: InstanceRecord,
+  apply?: () => Promise<void>,
+  /** More writes in the same transaction, after the upsert (routing's export rows): all or nothing. */
+  within?: (tx: Queryable) => Promise<void>,
+): Promise<UpsertResult> {
   return db.transaction(
     async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`instance.${rec.sopInstanceUid}`]);
@@ -173,6 +179,7 @@ export async function upsertInstance(db: Db, rec: InstanceRecord, apply?: () => 
       const seriesPk = res.rows[0]!.series_pk;
       // A re-sent instance may have moved to another series or study: drop what it left empty.
       if (prev && prev.series_pk !== seriesPk) await dropIfEmpty(tx, prev.series_pk, prev.study_pk);
+      if (within) await within(tx);
       return prev ? { outcome: 'replaced', ...(prev.object_key !== rec.objectKey ? { previousObjectKey: prev.object_key } : {}) } : { outcome: 'inserted' };
       // Losing this commit in a crash is recoverable: the ingest job that wrote it is marked done only later
       // in the WAL, so it runs again. Not waiting for the WAL flush halves the worker's fsyncs.

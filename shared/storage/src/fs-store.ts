@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, copyFile, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { access, copyFile, link, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { batches, checkDeclaredSize, chunksOf, discardBody, dropBytes } from './body.ts';
@@ -165,9 +165,17 @@ export class FsObjectStore implements ObjectStore {
     await this.ensureFolder(dirname(dst));
     const tmp = tempPathFor(dst);
     try {
-      // A reflink where the filesystem can (btrfs, XFS), else an in-kernel copy.
-      await copyFile(src, tmp, constants.COPYFILE_FICLONE);
-      await fsyncPath(tmp);
+      try {
+        // A hard link: no bytes copied, and the data is already durable (objects are immutable once
+        // written, so sharing the inode is safe). Only the folder entries need flushing.
+        await link(src, tmp);
+      } catch (err) {
+        if (isMissing(err)) throw err;
+        // Another filesystem, or links not allowed: a reflink where the filesystem can (btrfs, XFS), else
+        // an in-kernel copy.
+        await copyFile(src, tmp, constants.COPYFILE_FICLONE);
+        await fsyncPath(tmp);
+      }
       await rename(tmp, dst);
     } catch (err) {
       await rm(tmp, { force: true });

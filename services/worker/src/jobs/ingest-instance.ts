@@ -3,11 +3,12 @@
  *
  * Idempotent and crash-safe at every step, because BullMQ may run it again after a crash:
  * 1. Parse the header of the staged object (streaming; pixel data skipped, frame ranges recorded).
- * 2. Under the per-instance lock (see upsertInstance), in one database transaction: move the object to
- *    `studies/<study>/series/<series>/instances/<sop>.dcm` and upsert the study/series/instance rows.
+ * 2. Under the per-instance lock (see upsertInstance), in one database transaction: copy the object to
+ *    `studies/<study>/series/<series>/instances/<sop>.dcm`, upsert the study/series/instance rows and
+ *    write the routing's export rows; after the commit, delete the staged object and enqueue exports.
  *    A copy received earlier than the indexed one is stale: it is dropped and changes nothing.
- * 3. A retry that finds the staging object gone while the final object exists (the move happened, the
- *    commit did not) parses the final object and indexes it. The receivers put the Study and Series
+ * 3. A retry that finds the staging object gone while the final object exists (the commit happened, the
+ *    job's completion did not) parses the final object and indexes it again. The receivers put the Study and Series
  *    Instance UIDs in the payload (UIDs only, never patient data) so the final key is known without the
  *    staging object.
  * A data set that cannot be parsed is not retried (UnrecoverableError); its object is moved to
@@ -20,7 +21,7 @@
 import { parseInstance, indexAttributes, hierarchyUids, isValidUid, DicomParseError, type ParsedInstance } from '@portico/dicom';
 
 export { derivedUid, hierarchyUids } from '@portico/dicom';
-import { upsertInstance, recordEvent, pickTags, STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, type Db } from '@portico/db';
+import { upsertInstance, recordEvent, pickTags, planExports, STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, type Db, type ExportPlan, type ExportRef } from '@portico/db';
 import { seekableObject, type ObjectStore } from '@portico/storage';
 import { UnrecoverableError, type IngestInstancePayload } from '@portico/jobs';
 import type { Logger } from '@portico/logging';
@@ -30,10 +31,15 @@ export interface IngestDeps {
   readonly store: ObjectStore;
   readonly log: Logger;
   /**
-   * Runs after the instance is indexed (not for a stale copy): routing. A failure fails the job, which is
-   * retried; indexing again is harmless and routing the same copy again asks for no second delivery.
+   * Store-and-forward. `plan` (pure) says where the indexed instance goes; its export rows are written in
+   * the index transaction, so an instance is never indexed without them (a crash, a lost job), and
+   * `enqueue` adds their jobs after the commit (a lost enqueue is the export reconciler's job). Routing
+   * the same received copy again asks for no second delivery.
    */
-  readonly onIndexed?: (indexed: IndexedInstance) => Promise<void>;
+  readonly routing?: {
+    readonly plan: (indexed: IndexedInstance) => readonly ExportPlan[];
+    readonly enqueue: (refs: readonly ExportRef[]) => Promise<void>;
+  };
 }
 
 /** What routing needs of an indexed instance: its UIDs, its DICOM JSON and who sent it. */
@@ -111,6 +117,17 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
   }
   const attrs = { ...indexAttributes(parsed), StudyInstanceUID: uids.study, SeriesInstanceUID: uids.series };
   const finalKey = instanceKey(uids.study, uids.series, parsed.sopInstanceUid);
+  const indexed: IndexedInstance = {
+    sopInstanceUid: parsed.sopInstanceUid,
+    studyInstanceUid: uids.study,
+    json,
+    source: payload.source,
+    ...(payload.callingAeTitle ? { callingAeTitle: payload.callingAeTitle } : {}),
+    ...(payload.calledAeTitle ? { calledAeTitle: payload.calledAeTitle } : {}),
+    receivedAt: new Date(payload.receivedAt),
+  };
+  const plans = deps.routing?.plan(indexed) ?? [];
+  let routed: ExportRef[] = [];
   const result = await upsertInstance(
     db,
     {
@@ -133,26 +150,25 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
       calledAeTitle: payload.calledAeTitle,
       receivedAt: new Date(payload.receivedAt),
     },
-    sourceKey === finalKey ? undefined : () => store.move(sourceKey, finalKey),
+    // Copied, not moved, inside the transaction: until the commit the staged object stays where the
+    // staging reconciler finds it, so a crash here with the job lost too (a queue backend that lost its
+    // data) cannot leave an acknowledged instance at its final key but not indexed. The folder store
+    // copies with a hard link.
+    sourceKey === finalKey ? undefined : () => store.copy(sourceKey, finalKey),
+    plans.length > 0
+      ? async (tx) => {
+          routed = await planExports(tx, indexed, plans);
+        }
+      : undefined,
   );
-  if (result.outcome === 'stale') {
-    // A later copy of this instance is already indexed: this older one is not kept.
-    if (sourceKey !== finalKey) await store.delete(sourceKey);
-  } else if (result.previousObjectKey) {
+  // The staged copy is let go once the index points at the final one (or, when stale, is not kept).
+  if (sourceKey !== finalKey) await store.delete(sourceKey);
+  if (result.outcome !== 'stale' && result.previousObjectKey) {
     // The re-sent instance moved to another series or study; its previous object is no longer indexed.
     await store.delete(result.previousObjectKey);
   }
-  if (result.outcome !== 'stale' && deps.onIndexed) {
-    await deps.onIndexed({
-      sopInstanceUid: parsed.sopInstanceUid,
-      studyInstanceUid: uids.study,
-      json,
-      source: payload.source,
-      ...(payload.callingAeTitle ? { callingAeTitle: payload.callingAeTitle } : {}),
-      ...(payload.calledAeTitle ? { calledAeTitle: payload.calledAeTitle } : {}),
-      receivedAt: new Date(payload.receivedAt),
-    });
-  }
+  const toSend = routed.filter((r) => r.status === 'queued' || r.status === 'failed' || r.status === 'sending');
+  if (result.outcome !== 'stale' && toSend.length > 0) await deps.routing!.enqueue(toSend);
   log.debug({ outcome: result.outcome, objectKey: finalKey }, 'instance ingested');
   return result.outcome;
 }

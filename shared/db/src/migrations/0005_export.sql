@@ -27,6 +27,9 @@ CREATE TABLE export_request (
   attempts              integer NOT NULL DEFAULT 0,
   last_error            text,
   lease_until           timestamptz,
+  -- After a failed attempt: not taken into another delivery's batch before this time (its own job's
+  -- backoff decides when it is tried alone).
+  next_attempt_at       timestamptz,
   queued_at             timestamptz NOT NULL DEFAULT now(),
   last_attempt_at       timestamptz,
   delivered_at          timestamptz,
