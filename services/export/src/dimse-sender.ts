@@ -78,10 +78,16 @@ export class DimseSender {
 
   private async sendGroup(node: DicomNode, callingAeTitle: string, items: readonly ClaimedExport[]): Promise<SendResult[]> {
     const wanted = items.map((item) => ({ sopClassUid: item.sopClassUid, transferSyntaxUid: item.storedTransferSyntaxUid, proposals: proposalsFor(item, node) }));
-    const keys = new Set(wanted.map((w) => `${w.sopClassUid} ${w.proposals.join(',')}`));
+    // The best syntax in a presentation context of its own, the fallbacks in another: in one context the
+    // acceptor picks (Orthanc takes Explicit VR Little Endian over JPEG 2000), in two we do.
+    const contexts = wanted.flatMap((w) => [
+      { sopClassUid: w.sopClassUid, transferSyntaxUid: w.transferSyntaxUid, proposals: w.proposals.slice(0, 1) },
+      ...(w.proposals.length > 1 ? [{ sopClassUid: w.sopClassUid, transferSyntaxUid: w.transferSyntaxUid, proposals: w.proposals.slice(1) }] : []),
+    ]);
+    const keys = new Set(contexts.map((w) => `${w.sopClassUid} ${w.proposals.join(',')}`));
     let pooled: Pooled;
     try {
-      pooled = this.take(node.aeTitle, callingAeTitle, keys) ?? (await this.open(node, callingAeTitle, wanted, keys));
+      pooled = this.take(node.aeTitle, callingAeTitle, keys) ?? (await this.open(node, callingAeTitle, contexts, keys));
     } catch (err) {
       const detail = `association with ${node.aeTitle} at ${node.host}:${node.port}: ${(err as Error).message}`;
       return items.map((i) => ({ exportPk: i.exportPk, generation: i.generation, outcome: 'failed', detail }));

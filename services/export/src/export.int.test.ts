@@ -6,7 +6,7 @@
  * reconciler rebuilding a queue that lost its jobs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,6 +20,7 @@ import { startDimseServer, type DimseServer } from '@portico/dimse';
 import { corpusDir, corpusManifest, createTestDatabase, freePort, run, syntheticInstance, testUid } from '@portico/testing';
 import { startExport, type ExportService } from './main.ts';
 
+const ORTHANC = ['/usr/sbin/Orthanc', '/usr/bin/Orthanc'].find((p) => existsSync(p));
 const log = createLogger({ service: 'export-test', level: process.env['PORTICO_TEST_LOG_LEVEL'] ?? 'silent' });
 const env = { TCP_NODELAY: '1' };
 
@@ -81,6 +82,8 @@ describe('store-and-forward to DIMSE destinations', () => {
   let drop: () => Promise<void>;
   const work = mkdtempSync(path.join(tmpdir(), 'export-'));
   const peers: Record<string, Peer> = {};
+  let orthanc: ChildProcess | undefined;
+  let orthancUrl = '';
   /** The test's routes: where each instance goes, decided on its study or SOP Instance UID. */
   const routeTable = new Map<string, ExportPlan[]>();
 
@@ -129,11 +132,32 @@ describe('store-and-forward to DIMSE destinations', () => {
     startStorescp(peers['PACS']!, 'PACS', ['+xa']);
     // Accepts uncompressed syntaxes only: compressed instances must go out decompressed.
     startStorescp(peers['NOJPEG']!, 'NOJPEG');
+    // Orthanc as a DIMSE destination (CI installs it; without it this file fails).
+    if (!ORTHANC) throw new Error('Orthanc is not installed (apt-get install orthanc); .ci/run installs it');
+    const [orthancDicom, orthancHttp] = [await freePort(), await freePort()];
+    orthancUrl = `http://127.0.0.1:${orthancHttp}`;
+    writeFileSync(
+      path.join(work, 'orthanc.json'),
+      JSON.stringify({
+        Name: 'export-test',
+        StorageDirectory: path.join(work, 'orthanc-storage'),
+        IndexDirectory: path.join(work, 'orthanc-index'),
+        DicomAet: 'ORTHANC',
+        DicomPort: orthancDicom,
+        HttpPort: orthancHttp,
+        RemoteAccessAllowed: false,
+        AuthenticationEnabled: false,
+        DicomCheckCalledAet: false,
+        Plugins: [],
+      }),
+    );
+    orthanc = spawn(ORTHANC, [path.join(work, 'orthanc.json')], { env: { ...process.env, ...env }, stdio: 'ignore' });
     const nodesFile = path.join(work, 'nodes.yml');
     writeFileSync(
       nodesFile,
       [
         'nodes:',
+        `  - { aeTitle: ORTHANC, host: 127.0.0.1, port: ${orthancDicom} }`,
         `  - { aeTitle: PACS, host: 127.0.0.1, port: ${peers['PACS']!.port}, batchSize: 50 }`,
         `  - { aeTitle: DOWN, host: 127.0.0.1, port: ${peers['DOWN']!.port} }`,
         `  - { aeTitle: NOJPEG, host: 127.0.0.1, port: ${peers['NOJPEG']!.port}, transferSyntaxes: [1.2.840.10008.1.2.1, 1.2.840.10008.1.2] }`,
@@ -163,6 +187,7 @@ describe('store-and-forward to DIMSE destinations', () => {
   });
 
   afterAll(async () => {
+    orthanc?.kill();
     await server?.close(1000);
     await exporter?.close();
     await workers?.close();
@@ -294,6 +319,37 @@ describe('store-and-forward to DIMSE destinations', () => {
       return r.length === 2 && r.every((x) => x.status === 'delivered') ? true : undefined;
     });
     expect((await rows(study.studyUid)).filter((x) => x.destination === 'DOWN').every((x) => x.status === 'cancelled')).toBe(true);
+  });
+
+  it('delivers to Orthanc transcoded to JPEG 2000 lossless, with the route\'s attribute changes', async () => {
+    await waitFor('Orthanc', async () => ((await fetch(`${orthancUrl}/system`).then((r) => r.ok, () => false)) ? true : undefined));
+    const study = writeStudy('orthanc', 3);
+    routeTable.set(study.studyUid, [
+      {
+        destination: 'ORTHANC',
+        rule: 'test',
+        transferSyntaxUid: '1.2.840.10008.1.2.4.90',
+        mutations: [{ op: 'set', path: ['00080080'], vr: 'LO', value: ['Forwarded By Portico'] }],
+      },
+    ]);
+    await send([study.dir]);
+    await waitStatus(study.studyUid, 3, 'delivered');
+    for (const [i, sop] of study.sops.entries()) {
+      const found = (await (await fetch(`${orthancUrl}/tools/lookup`, { method: 'POST', body: sop })).json()) as Array<{ ID: string; Type: string }>;
+      const id = found.find((f) => f.Type === 'Instance')!.ID;
+      expect(await (await fetch(`${orthancUrl}/instances/${id}/metadata/TransferSyntax`)).text()).toBe('1.2.840.10008.1.2.4.90');
+      const tags = (await (await fetch(`${orthancUrl}/instances/${id}/simplified-tags`)).json()) as Record<string, string>;
+      expect(tags['InstitutionName']).toBe('Forwarded By Portico');
+      // Lossless: GDCM decodes the copy Orthanc stored back to the pixels that were sent (Orthanc 1.10
+      // without its GDCM plugin cannot decode JPEG 2000 itself).
+      const file = path.join(work, `orthanc-${i}.dcm`);
+      writeFileSync(file, Buffer.from(await (await fetch(`${orthancUrl}/instances/${id}/file`)).arrayBuffer()));
+      const conv = await run('gdcmconv', ['--raw', file, `${file}.raw`]);
+      expect(conv.code, conv.stderr).toBe(0);
+      const decoded = readFileSync(`${file}.raw`);
+      const sent = readFileSync(path.join(study.dir, `${i}.dcm`));
+      expect(decoded.subarray(decoded.length - 64 * 64 * 2).equals(sent.subarray(sent.length - 64 * 64 * 2))).toBe(true);
+    }
   });
 
   it('the reconciler re-enqueues deliveries whose jobs the queue lost', async () => {
