@@ -128,7 +128,15 @@ describe('store-and-forward, cluster shape', () => {
       sops.push(sop);
       writeFileSync(
         path.join(dir, `${i}.dcm`),
-        syntheticInstance({ studyInstanceUid: study, seriesInstanceUid: testUid('fwd-series', name), sopInstanceUid: sop, rows: 128, columns: 128, instanceNumber: i + 1, seed: i }),
+        syntheticInstance({
+          studyInstanceUid: study,
+          seriesInstanceUid: testUid('fwd-series', name),
+          sopInstanceUid: sop,
+          rows: 128,
+          columns: 128,
+          instanceNumber: i + 1,
+          seed: i,
+        }),
       );
     }
     return { study, dir, sops };
@@ -207,7 +215,12 @@ describe('store-and-forward, cluster shape', () => {
     for (const role of ['export', 'worker', 'dicomweb', 'dimse']) await start(role);
     await waitForHttp(`${http}/readyz`, [...procs.values()], 120_000);
     await waitForHttp(`${cloudHttp}/readyz`, [cloud], 120_000);
-    await waitFor('DIMSE port', async () => ((await runTool('echoscu', ['-aet', 'DCMSEND', '127.0.0.1', String(dimsePort)])).code === 0 ? true : undefined), 60_000, 300);
+    await waitFor(
+      'DIMSE port',
+      async () => ((await runTool('echoscu', ['-aet', 'DCMSEND', '127.0.0.1', String(dimsePort)])).code === 0 ? true : undefined),
+      60_000,
+      300,
+    );
     cleanup = [() => s3.stop(), () => db.drop()];
   });
 
@@ -326,7 +339,12 @@ describe('store-and-forward, cluster shape', () => {
     const st = writeStudy('loss', 40);
     await dcmsend('IMAGEPACS', [st.dir]);
     // Deliveries fail while the destination is down…
-    await waitFor('failed attempts', async () => ((await deliveries(st.study)).some((x) => x.attempts > 0 && x.status !== 'delivered') ? true : undefined), 60_000, 300);
+    await waitFor(
+      'failed attempts',
+      async () => ((await deliveries(st.study)).some((x) => x.attempts > 0 && x.status !== 'delivered') ? true : undefined),
+      60_000,
+      300,
+    );
     // …the export and worker processes die without a chance to clean up…
     for (const role of ['export', 'worker']) await procs.get(role)!.stop('SIGKILL');
     // …and the queue backend loses every job (Redis restarted without persistence).

@@ -45,7 +45,12 @@ export async function deliver(deps: DeliverDeps, payload: ExportJobPayload, ctx:
     return;
   }
   const renew = setInterval(
-    () => void renewLease(deps.db, claimed.map((c) => c.exportPk), deps.leaseMs).catch(() => undefined),
+    () =>
+      void renewLease(
+        deps.db,
+        claimed.map((c) => c.exportPk),
+        deps.leaseMs,
+      ).catch(() => undefined),
     Math.max(1000, Math.floor(deps.leaseMs / 3)),
   );
   let results: SendResult[];
@@ -94,4 +99,3 @@ export async function deliver(deps: DeliverDeps, payload: ExportJobPayload, ctx:
   // The job's own delivery failed and has attempts left: the queue retries it after the backoff.
   if (own?.status === 'failed') throw new Error(own.error ?? 'delivery failed');
 }
-

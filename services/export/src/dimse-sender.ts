@@ -77,7 +77,11 @@ export class DimseSender {
   }
 
   private async sendGroup(node: DicomNode, callingAeTitle: string, items: readonly ClaimedExport[]): Promise<SendResult[]> {
-    const wanted = items.map((item) => ({ sopClassUid: item.sopClassUid, transferSyntaxUid: item.storedTransferSyntaxUid, proposals: proposalsFor(item, node) }));
+    const wanted = items.map((item) => ({
+      sopClassUid: item.sopClassUid,
+      transferSyntaxUid: item.storedTransferSyntaxUid,
+      proposals: proposalsFor(item, node),
+    }));
     // The best syntax in a presentation context of its own, the fallbacks in another: in one context the
     // acceptor picks (Orthanc takes Explicit VR Little Endian over JPEG 2000), in two we do.
     const contexts = wanted.flatMap((w) => [
@@ -119,7 +123,9 @@ export class DimseSender {
       return {
         ...base,
         outcome: 'refused',
-        detail: accepted.length ? `destination accepts none of ${proposals.join(', ')} for this SOP class` : `destination does not accept SOP class ${item.sopClassUid}`,
+        detail: accepted.length
+          ? `destination accepts none of ${proposals.join(', ')} for this SOP class`
+          : `destination does not accept SOP class ${item.sopClassUid}`,
       };
     }
     let response;

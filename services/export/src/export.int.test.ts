@@ -87,7 +87,9 @@ describe('store-and-forward to DIMSE destinations', () => {
   /** The test's routes: where each instance goes, decided on its study or SOP Instance UID. */
   const routeTable = new Map<string, ExportPlan[]>();
 
-  const rows = async (studyUid: string): Promise<Array<{ sopInstanceUid: string; destination: string; status: ExportStatus; attempts: number; lastError: string | null }>> =>
+  const rows = async (
+    studyUid: string,
+  ): Promise<Array<{ sopInstanceUid: string; destination: string; status: ExportStatus; attempts: number; lastError: string | null }>> =>
     listExports(db, { studyInstanceUid: studyUid }, { limit: 10_000 });
 
   const waitStatus = (studyUid: string, n: number, status: ExportStatus, timeoutMs?: number): Promise<unknown> =>
@@ -101,7 +103,10 @@ describe('store-and-forward to DIMSE destinations', () => {
     );
 
   async function send(files: string[], callingAe = 'MODALITY'): Promise<void> {
-    const r = await run('dcmsend', ['-nh', '+sd', '+r', '-aet', callingAe, '-aec', 'PORTICO', '127.0.0.1', String(server.port), ...files], { env, timeoutMs: 120_000 });
+    const r = await run('dcmsend', ['-nh', '+sd', '+r', '-aet', callingAe, '-aec', 'PORTICO', '127.0.0.1', String(server.port), ...files], {
+      env,
+      timeoutMs: 120_000,
+    });
     expect(r.code, r.stderr).toBe(0);
   }
 
@@ -115,7 +120,14 @@ describe('store-and-forward to DIMSE destinations', () => {
       sops.push(sop);
       writeFileSync(
         path.join(dir, `${i}.dcm`),
-        syntheticInstance({ studyInstanceUid: studyUid, seriesInstanceUid: testUid('export-series', name), sopInstanceUid: sop, rows: 64, columns: 64, instanceNumber: i + 1 }),
+        syntheticInstance({
+          studyInstanceUid: studyUid,
+          seriesInstanceUid: testUid('export-series', name),
+          sopInstanceUid: sop,
+          rows: 64,
+          columns: 64,
+          instanceNumber: i + 1,
+        }),
       );
     }
     return { studyUid, dir, sops };
@@ -321,8 +333,15 @@ describe('store-and-forward to DIMSE destinations', () => {
     expect((await rows(study.studyUid)).filter((x) => x.destination === 'DOWN').every((x) => x.status === 'cancelled')).toBe(true);
   });
 
-  it('delivers to Orthanc transcoded to JPEG 2000 lossless, with the route\'s attribute changes', async () => {
-    await waitFor('Orthanc', async () => ((await fetch(`${orthancUrl}/system`).then((r) => r.ok, () => false)) ? true : undefined));
+  it("delivers to Orthanc transcoded to JPEG 2000 lossless, with the route's attribute changes", async () => {
+    await waitFor('Orthanc', async () =>
+      (await fetch(`${orthancUrl}/system`).then(
+        (r) => r.ok,
+        () => false,
+      ))
+        ? true
+        : undefined,
+    );
     const study = writeStudy('orthanc', 3);
     routeTable.set(study.studyUid, [
       {

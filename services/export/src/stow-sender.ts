@@ -22,7 +22,8 @@ export async function stowBatch(store: ObjectStore, dest: DicomwebDestination, i
   const parts: StowItem[] = [];
   for (const item of items) {
     const base = { exportPk: item.exportPk, generation: item.generation };
-    const transcode = item.transferSyntaxUid && item.hasPixelData && item.transferSyntaxUid !== item.storedTransferSyntaxUid ? item.transferSyntaxUid : undefined;
+    const transcode =
+      item.transferSyntaxUid && item.hasPixelData && item.transferSyntaxUid !== item.storedTransferSyntaxUid ? item.transferSyntaxUid : undefined;
     if (transcode || item.mutations.length > 0) {
       try {
         const copy = await transformForDestination(store, item, transcode);

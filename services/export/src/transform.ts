@@ -18,7 +18,11 @@ async function readObject(store: ObjectStore, key: string): Promise<Buffer> {
 }
 
 /** Part-10 bytes of the copy: in `transferSyntaxUid` (undefined: as stored) with the item's mutations. */
-export async function transformForDestination(store: ObjectStore, item: Pick<ClaimedExport, 'objectKey' | 'mutations'>, transferSyntaxUid: string | undefined): Promise<DestinationCopy> {
+export async function transformForDestination(
+  store: ObjectStore,
+  item: Pick<ClaimedExport, 'objectKey' | 'mutations'>,
+  transferSyntaxUid: string | undefined,
+): Promise<DestinationCopy> {
   const { transformInstance } = await import('@portico/imaging');
   const source = await readObject(store, item.objectKey);
   const out = await transformInstance(source, { ...(transferSyntaxUid ? { transferSyntaxUid } : {}), mutations: item.mutations });

@@ -105,7 +105,10 @@ export async function runCommand(command: Command, args: string[], config: Porti
     out(`${values.explain} (SOP Instance UID ${parsed.sopInstanceUid})`);
     if (x.destinations.length === 0) out('  goes nowhere: stored only');
     for (const d of x.destinations) {
-      const how = [d.transferSyntaxUid ? `transcoded to ${d.transferSyntaxUid}` : 'as stored', d.mutations.length ? `${d.mutations.length} attribute change(s)` : '']
+      const how = [
+        d.transferSyntaxUid ? `transcoded to ${d.transferSyntaxUid}` : 'as stored',
+        d.mutations.length ? `${d.mutations.length} attribute change(s)` : '',
+      ]
         .filter(Boolean)
         .join(', ');
       out(`  → ${d.destination}: ${how} (rule ${d.rule})`);

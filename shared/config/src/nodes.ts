@@ -41,7 +41,10 @@ const aeTitle = z
   .max(16)
   .regex(/^[\x20-\x5b\x5d-\x7e]+$/, 'AE title: 1-16 characters of the default repertoire, no backslash')
   .transform((s) => s.trim());
-const uid = z.string().regex(/^[0-9]+(\.[0-9]+)*$/, 'a transfer syntax UID (digits and dots)').max(64);
+const uid = z
+  .string()
+  .regex(/^[0-9]+(\.[0-9]+)*$/, 'a transfer syntax UID (digits and dots)')
+  .max(64);
 const destinationName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'name: 1-64 letters, digits, ".", "_" or "-"');
 /** What every export destination has: how hard we may push it. */
 const exportFields = {
@@ -132,7 +135,14 @@ export function parseDicomwebDestination(value: unknown): DicomwebDestination {
 }
 
 /** A node kept in the database: its columns plus the export settings kept as JSON. */
-export function nodeFromDbRow(row: { aeTitle: string; host: string; port: number; tls: boolean; services: string[]; options?: Record<string, unknown> }): DicomNode {
+export function nodeFromDbRow(row: {
+  aeTitle: string;
+  host: string;
+  port: number;
+  tls: boolean;
+  services: string[];
+  options?: Record<string, unknown>;
+}): DicomNode {
   return parseNode({ ...(row.options ?? {}), aeTitle: row.aeTitle, host: row.host, port: row.port, tls: row.tls, services: row.services });
 }
 

@@ -360,7 +360,7 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PORTICO_EXPORT_LEASE_MS',
     schema: positiveInt,
     default: 120000,
-    doc: 'How long an export process holds a delivery it is sending; a crashed sender\'s deliveries are taken over after this.',
+    doc: "How long an export process holds a delivery it is sending; a crashed sender's deliveries are taken over after this.",
   },
   { path: 'objects.dir', env: 'PORTICO_OBJECTS_DIR', schema: optionalString, doc: 'Folder object store. Default dataDir/objects when no S3 endpoint is set.' },
   {

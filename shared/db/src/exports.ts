@@ -180,10 +180,10 @@ export async function claimExports(
 /** Keeps held deliveries from being taken over while they are still being sent. */
 export async function renewLease(db: Queryable, exportPks: readonly string[], leaseMs: number): Promise<void> {
   if (exportPks.length === 0) return;
-  await db.query(
-    `UPDATE export_request SET lease_until = now() + $2 * interval '1 millisecond' WHERE export_pk = ANY($1::bigint[]) AND status = 'sending'`,
-    [exportPks, leaseMs],
-  );
+  await db.query(`UPDATE export_request SET lease_until = now() + $2 * interval '1 millisecond' WHERE export_pk = ANY($1::bigint[]) AND status = 'sending'`, [
+    exportPks,
+    leaseMs,
+  ]);
 }
 
 export interface ExportOutcome {

@@ -113,7 +113,8 @@ export async function exportAdminRoutes(app: FastifyInstance, deps: RouteDeps): 
   });
 
   app.delete<{ Params: { name: string } }>('/admin/dicomweb-destinations/:name', async (req, reply) => {
-    if (!(await deleteDbDicomwebDestination(deps.db, req.params.name))) throw new PorticoError('NOT_FOUND', `no DICOMweb destination ${req.params.name} added here`);
+    if (!(await deleteDbDicomwebDestination(deps.db, req.params.name)))
+      throw new PorticoError('NOT_FOUND', `no DICOMweb destination ${req.params.name} added here`);
     return reply.code(204).send();
   });
 
@@ -122,7 +123,8 @@ export async function exportAdminRoutes(app: FastifyInstance, deps: RouteDeps): 
     const status = q['status']?.split(',');
     if (status && !status.every((s) => STATUS_SET.has(s))) throw new PorticoError('BAD_REQUEST', `status: one or more of ${EXPORT_STATUSES.join(', ')}`);
     const limit = Math.min(Number(q['limit'] ?? 100) || 100, 10_000);
-    if (q['after'] !== undefined && !/^\d+$/.test(q['after'])) throw new PorticoError('BAD_REQUEST', 'after: the exportPk of the last row of the previous page');
+    if (q['after'] !== undefined && !/^\d+$/.test(q['after']))
+      throw new PorticoError('BAD_REQUEST', 'after: the exportPk of the last row of the previous page');
     return listExports(
       deps.db,
       {
@@ -235,19 +237,26 @@ export async function exportAdminRoutes(app: FastifyInstance, deps: RouteDeps): 
 export async function exportMetrics(deps: RouteDeps): Promise<string> {
   const stats = await destinationStats(deps.db);
   const label = (s: string): string => s.replace(/\\/g, '\\\\').replace(/"/g, '\\"');
-  const lines: string[] = [
-    '# HELP portico_export_deliveries Deliveries (instance, destination) by status.',
-    '# TYPE portico_export_deliveries gauge',
-  ];
-  for (const s of stats) for (const [status, n] of Object.entries(s.counts)) lines.push(`portico_export_deliveries{destination="${label(s.destination)}",status="${status}"} ${n}`);
-  lines.push('# HELP portico_export_queue_depth Deliveries not finished yet (queued, sending, failed awaiting retry).', '# TYPE portico_export_queue_depth gauge');
-  for (const s of stats) lines.push(`portico_export_queue_depth{destination="${label(s.destination)}"} ${s.counts.queued + s.counts.sending + s.counts.failed}`);
+  const lines: string[] = ['# HELP portico_export_deliveries Deliveries (instance, destination) by status.', '# TYPE portico_export_deliveries gauge'];
+  for (const s of stats)
+    for (const [status, n] of Object.entries(s.counts)) lines.push(`portico_export_deliveries{destination="${label(s.destination)}",status="${status}"} ${n}`);
+  lines.push(
+    '# HELP portico_export_queue_depth Deliveries not finished yet (queued, sending, failed awaiting retry).',
+    '# TYPE portico_export_queue_depth gauge',
+  );
+  for (const s of stats)
+    lines.push(`portico_export_queue_depth{destination="${label(s.destination)}"} ${s.counts.queued + s.counts.sending + s.counts.failed}`);
   lines.push('# HELP portico_export_oldest_age_seconds Age of the oldest unfinished delivery.', '# TYPE portico_export_oldest_age_seconds gauge');
   for (const s of stats) lines.push(`portico_export_oldest_age_seconds{destination="${label(s.destination)}"} ${s.oldestUnfinishedAgeSeconds ?? 0}`);
-  lines.push('# HELP portico_export_delivery_latency_seconds Routed-to-delivered time over the last hour.', '# TYPE portico_export_delivery_latency_seconds gauge');
+  lines.push(
+    '# HELP portico_export_delivery_latency_seconds Routed-to-delivered time over the last hour.',
+    '# TYPE portico_export_delivery_latency_seconds gauge',
+  );
   for (const s of stats) {
-    if (s.latencyP50Seconds !== null) lines.push(`portico_export_delivery_latency_seconds{destination="${label(s.destination)}",quantile="0.5"} ${s.latencyP50Seconds}`);
-    if (s.latencyP95Seconds !== null) lines.push(`portico_export_delivery_latency_seconds{destination="${label(s.destination)}",quantile="0.95"} ${s.latencyP95Seconds}`);
+    if (s.latencyP50Seconds !== null)
+      lines.push(`portico_export_delivery_latency_seconds{destination="${label(s.destination)}",quantile="0.5"} ${s.latencyP50Seconds}`);
+    if (s.latencyP95Seconds !== null)
+      lines.push(`portico_export_delivery_latency_seconds{destination="${label(s.destination)}",quantile="0.95"} ${s.latencyP95Seconds}`);
   }
   lines.push('# HELP portico_export_delivered_last_hour Deliveries completed in the last hour.', '# TYPE portico_export_delivered_last_hour gauge');
   for (const s of stats) lines.push(`portico_export_delivered_last_hour{destination="${label(s.destination)}"} ${s.deliveredLastHour}`);

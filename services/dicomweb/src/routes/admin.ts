@@ -60,7 +60,14 @@ export async function adminRoutes(app: FastifyInstance, deps: RouteDeps): Promis
       throw new PorticoError('BAD_REQUEST', (err as Error).message);
     }
     if (fileNodes().includes(node.aeTitle)) throw new PorticoError('CONFLICT', `${node.aeTitle} is defined in the nodes file; change it there`);
-    const outcome = await putDbNode(deps.db, { aeTitle: node.aeTitle, host: node.host, port: node.port, tls: node.tls, services: [...node.services], options: nodeOptions(node) });
+    const outcome = await putDbNode(deps.db, {
+      aeTitle: node.aeTitle,
+      host: node.host,
+      port: node.port,
+      tls: node.tls,
+      services: [...node.services],
+      options: nodeOptions(node),
+    });
     req.log.info({ aeTitle: node.aeTitle, outcome }, 'admin: node saved');
     return reply.code(outcome === 'created' ? 201 : 200).send(node);
   });
