@@ -216,3 +216,50 @@ describe('PDataRouter', () => {
     expect(sinks[1]!.aborted?.message).toBe('association aborted');
   });
 });
+
+describe('PDataRouter with PDUs as chunk views', () => {
+  /** Cuts a buffer at the given offsets into views. */
+  const cut = (b: Buffer, at: number[]): Buffer[] => {
+    const points = [0, ...at.filter((x) => x > 0 && x < b.length).sort((x, y) => x - y), b.length];
+    return points.slice(1).map((end, i) => b.subarray(points[i], end));
+  };
+
+  it('gives the sink the same bytes and dcmjs-dimse the same messages however the PDUs are cut', async () => {
+    const data = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7) & 0xff));
+    const echo = otherCommand(0x0030, false);
+    const pdus = [
+      pData(pdv(1, true, true, STORE)),
+      pData(pdv(1, false, false, data.subarray(0, 1500)), pdv(1, false, false, data.subarray(1500, 1600))),
+      pData(pdv(1, false, false, data.subarray(1600, 4000))),
+      // the last fragment, then a C-ECHO in the same PDU
+      pData(pdv(1, false, true, data.subarray(4000)), pdv(1, true, true, echo)),
+    ];
+    const reference = harness();
+    for (const p of pdus) reference.router.onPData(p);
+    let seed = 1;
+    const random = (n: number): number => (seed = (seed * 48271) % 0x7fffffff) % n;
+    for (let round = 0; round < 50; round++) {
+      const h = harness();
+      for (const p of pdus)
+        h.router.onPData(
+          cut(
+            p,
+            Array.from({ length: random(5) }, () => random(p.length)),
+          ),
+        );
+      expect(Buffer.concat(h.sinks[0]!.chunks).equals(data)).toBe(true);
+      expect(h.sinks[0]!.ended).toBe(true);
+      expect(h.forwarded.map((f) => f.toString('hex'))).toEqual(reference.forwarded.map((f) => f.toString('hex')));
+      expect(h.events).toEqual(reference.events);
+    }
+    expect(reference.forwarded).toHaveLength(1);
+    expect(parseCommand(reference.forwarded[0]!.subarray(12)).commandField).toBe(0x0030);
+  });
+
+  it('aborts on a command PDV inside a data set delivered as views', () => {
+    const h = harness();
+    h.router.onPData(pData(pdv(1, true, true, STORE)));
+    h.router.onPData(cut(pData(pdv(1, false, false, Buffer.alloc(100)), pdv(1, true, true, STORE)), [50, 110]));
+    expect(h.events.at(-1)).toMatch(/^abort /);
+  });
+});

@@ -184,9 +184,85 @@ export class PDataRouter {
     this.resumeSocket();
   }
 
-  /** One P-DATA-TF PDU (type 0x04, header included). */
-  onPData(pdu: Buffer): void {
+  /**
+   * One P-DATA-TF PDU (type 0x04, header included), whole or as the views of the socket chunks it spans
+   * (see PduReader). In the middle of a C-STORE data set the views are walked without joining them.
+   */
+  onPData(pdu: Buffer | readonly Buffer[]): void {
     if (this.failed) return;
+    if (Buffer.isBuffer(pdu)) return this.onWhole(pdu);
+    if (pdu.length === 1) return this.onWhole(pdu[0]!);
+    if (this.state === 'store') return this.onViews(pdu);
+    this.onWhole(Buffer.concat(pdu));
+  }
+
+  /**
+   * The data-set PDV items of a C-STORE, walked across chunk views: each fragment's data goes to the sink
+   * as the views it spans. Anything else (the end of the data set followed by another item, a command)
+   * hands the rest of the PDU, joined, to onWhole.
+   */
+  private onViews(parts: readonly Buffer[]): void {
+    let part = 0;
+    let offset = 0;
+    let left = parts.reduce((n, p) => n + p.length, 0);
+    /** Copies the next n bytes out (item headers: 6 bytes), advancing. */
+    const header = Buffer.allocUnsafe(6);
+    const read = (n: number): Buffer => {
+      for (let got = 0; got < n;) {
+        const p = parts[part]!;
+        const take = Math.min(n - got, p.length - offset);
+        p.copy(header, got, offset, offset + take);
+        got += take;
+        offset += take;
+        if (offset === p.length) {
+          part++;
+          offset = 0;
+        }
+      }
+      left -= n;
+      return header;
+    };
+    read(6); // PDU header
+    while (left > 0) {
+      const store = this.store;
+      if (this.state !== 'store' || !store || left < 6) break;
+      const h = read(6);
+      const length = h.readUInt32BE(0);
+      const pcId = h[4]!;
+      const control = h[5]!;
+      if (length < 2 || length - 2 > left) return this.fail('PDV item length beyond its PDU');
+      if ((control & 0x01) !== 0 || pcId !== store.pcId) return this.fail('C-STORE data set interrupted by another PDV');
+      let full = true;
+      for (let want = length - 2; want > 0;) {
+        const p = parts[part]!;
+        const take = Math.min(want, p.length - offset);
+        if (!store.sink.write(p.subarray(offset, offset + take))) full = false;
+        want -= take;
+        left -= take;
+        offset += take;
+        if (offset === p.length) {
+          part++;
+          offset = 0;
+        }
+      }
+      if (!full) this.pauseSocket(store.sink);
+      if ((control & 0x02) !== 0) this.endStore(store);
+    }
+    if (left === 0) return;
+    // The rest of the PDU, as a PDU of its own.
+    const rest = [Buffer.from([PDATA_TF, 0, 0, 0, 0, 0]), parts[part]!.subarray(offset), ...parts.slice(part + 1)];
+    rest[0]!.writeUInt32BE(left, 2);
+    this.onWhole(Buffer.concat(rest));
+  }
+
+  private endStore(store: { sink: StoreSink; pcId: number; command: DimseCommand }): void {
+    this.store = undefined;
+    this.state = 'idle';
+    store.sink.end();
+    this.respond(store);
+  }
+
+  private onWhole(pdu: Buffer): void {
     // Fast path: a message dcmjs-dimse is reading (a C-FIND identifier, say) continues.
     if (this.state === 'forward' && !this.endsForwarded(pdu)) {
       this.host.forward(pdu);
@@ -256,12 +332,7 @@ export class PDataRouter {
           if (isCommand || pcId !== store.pcId) return this.fail('C-STORE data set interrupted by another PDV');
           exact = false;
           if (!store.sink.write(data)) this.pauseSocket(store.sink);
-          if (last) {
-            this.store = undefined;
-            this.state = 'idle';
-            store.sink.end();
-            this.respond(store);
-          }
+          if (last) this.endStore(store);
           break;
         }
       }

@@ -180,31 +180,41 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         },
       });
       socket.removeAllListeners('data');
-      const reader = new PduReader(
-        (pdu) => {
-          internals.lastPduTime = Date.now();
-          // A C-GET sub-operation's C-STORE-RSP: read here, not by dcmjs-dimse (see cGetRequest).
-          const waiting = this.awaitingStoreRsp;
-          if (waiting) {
-            const rsp = storeResponseOf(pdu);
-            if (rsp && rsp.messageIdBeingRespondedTo === waiting.messageId) {
-              this.awaitingStoreRsp = undefined;
-              waiting.resolve({ status: rsp.status });
-              return;
-            }
-          }
-          const type = pdu[0];
-          if (type === 0x04 && this.association) {
-            this.router.onPData(pdu);
+      const onPdu = (pdu: Buffer): void => {
+        internals.lastPduTime = Date.now();
+        // A C-GET sub-operation's C-STORE-RSP: read here, not by dcmjs-dimse (see cGetRequest).
+        const waiting = this.awaitingStoreRsp;
+        if (waiting) {
+          const rsp = storeResponseOf(pdu);
+          if (rsp && rsp.messageIdBeingRespondedTo === waiting.messageId) {
+            this.awaitingStoreRsp = undefined;
+            waiting.resolve({ status: rsp.status });
             return;
           }
-          // A-RELEASE-RQ or A-ABORT in the middle of a data set: the partial object is dropped.
-          if (type === 0x05 || type === 0x07) this.router.close('association ended during C-STORE');
-          void internals._processPdu(pdu);
-        },
+        }
+        const type = pdu[0];
+        if (type === 0x04 && this.association) {
+          this.router.onPData(pdu);
+          return;
+        }
+        // A-RELEASE-RQ or A-ABORT in the middle of a data set: the partial object is dropped.
+        if (type === 0x05 || type === 0x07) this.router.close('association ended during C-STORE');
+        void internals._processPdu(pdu);
+      };
+      const reader = new PduReader(
+        onPdu,
         (err) => {
           internals._reset();
           (this as unknown as { emit(event: string, err: Error): void }).emit('networkError', err);
+        },
+        // P-DATA-TF PDUs as the socket chunks they span (no copy): the C-STORE data set path walks them.
+        (parts) => {
+          internals.lastPduTime = Date.now();
+          if (this.awaitingStoreRsp || !this.association) {
+            onPdu(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+            return;
+          }
+          this.router.onPData(parts);
         },
       );
       socket.on('data', (chunk: Buffer) => {
