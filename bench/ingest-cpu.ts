@@ -8,7 +8,7 @@
  * ("ack") and up to the set being queryable ("indexed": receive + worker), wall time and VmHWM.
  *
  *   node bench/ingest-cpu.ts [--instances 500] [--rounds 3] [--associations 1] [--pdu 131072]
- *                            [--node-flag --cpu-prof ...] [--keep]
+ *                            [--node-flag --cpu-prof ...] [--log-level debug] [--keep]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile, stat, chmod } from 'node:fs/promises';
@@ -30,6 +30,7 @@ const { values } = parseArgs({
     'node-flag': { type: 'string', multiple: true, default: [] },
     'sets-dir': { type: 'string', default: join(tmpdir(), 'portico-ingest-cpu-sets') },
     keep: { type: 'boolean', default: false },
+    'log-level': { type: 'string', default: 'warn' },
   },
 });
 const N = Number(values.instances);
@@ -140,7 +141,7 @@ async function main(): Promise<void> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PORTICO_')) env[k] = v;
   Object.assign(env, {
-    PORTICO_LOG_LEVEL: 'warn',
+    PORTICO_LOG_LEVEL: values['log-level'],
     PORTICO_HTTP_HOST: '127.0.0.1',
     PORTICO_DIMSE_HOST: '127.0.0.1',
     PORTICO_DATA_DIR: join(dir, 'data'),

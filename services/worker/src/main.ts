@@ -22,7 +22,17 @@ export interface WorkerDeps {
 export async function startWorker(deps: WorkerDeps): Promise<JobWorkers> {
   const workers = await deps.queues.startIngestWorker(
     async (payload, ctx) => {
-      await ingestInstance({ db: deps.db, store: deps.store, log: ctx.log }, payload);
+      await ingestInstance(
+        {
+          db: deps.db,
+          store: deps.store,
+          // read when something is logged (see JobContext.log)
+          get log() {
+            return ctx.log;
+          },
+        },
+        payload,
+      );
     },
     { concurrency: deps.concurrency, log: deps.log.child({ role: 'worker' }) },
   );
