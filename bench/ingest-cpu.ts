@@ -31,6 +31,7 @@ const { values } = parseArgs({
     'sets-dir': { type: 'string', default: join(tmpdir(), 'portico-ingest-cpu-sets') },
     keep: { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'warn' },
+    'worker-concurrency': { type: 'string' },
   },
 });
 const N = Number(values.instances);
@@ -148,6 +149,7 @@ async function main(): Promise<void> {
     PORTICO_HTTP_PORT: String(http),
     PORTICO_DIMSE_PORT: String(dimse),
     PORTICO_EMBEDDED_PG_PORT: String(pg),
+    ...(values['worker-concurrency'] ? { PORTICO_WORKER_CONCURRENCY: values['worker-concurrency'] } : {}),
   });
   const log = openSync(join(dir, 'portico.log'), 'w');
   const flags = ['--max-semi-space-size=4', ...(values['node-flag'] ?? [])];
