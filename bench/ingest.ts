@@ -322,6 +322,17 @@ function statusKb(pid: number, field: string): number | undefined {
   }
 }
 
+/** utime + stime of a process in ms (USER_HZ = 100), 0 when it is gone. */
+function cpuMsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
 function descendants(pid: number): number[] {
   const byParent = new Map<number, number[]>();
   for (const name of readdirSync('/proc')) {
@@ -1091,6 +1102,8 @@ interface TargetRecord {
   readonly rss: Map<string, Map<string, RssSample>>;
   readonly porticoRoles: Set<string>;
   peakResetRefused?: boolean;
+  /** role → scenario → CPU ms per instance (utime + stime), own and of descendants */
+  readonly cpu: Map<string, Map<ScenarioId, { own: number; children: number }>>;
 }
 
 function log(msg: string): void {
@@ -1099,7 +1112,7 @@ function log(msg: string): void {
 }
 
 async function benchTarget(def: TargetDef, sets: Map<ScenarioId, InstanceSet>, root: string, timeoutMs: number): Promise<TargetRecord> {
-  const rec: TargetRecord = { def, notes: [], scenarios: new Map(), rss: new Map(), porticoRoles: new Set() };
+  const rec: TargetRecord = { def, notes: [], scenarios: new Map(), rss: new Map(), porticoRoles: new Set(), cpu: new Map() };
   const dir = join(root, 'targets', def.name);
   await mkdir(dir, { recursive: true });
   log(`${def.label}: starting`);
@@ -1143,6 +1156,7 @@ async function benchTarget(def: TargetDef, sets: Map<ScenarioId, InstanceSet>, r
       continue;
     }
     for (const m of running.measured) if (!resetPeak(m.pid)) rec.peakResetRefused = true;
+    const cpuBefore = running.measured.map((m) => ({ own: cpuMsOf(m.pid), children: descendants(m.pid).reduce((n, c) => n + cpuMsOf(c), 0) }));
     const set = sets.get(id)!;
     log(`${def.label}: ${SCENARIO_LABEL[id]} (${set.count} instances)`);
     const ctl = new AbortController();
@@ -1169,6 +1183,13 @@ async function benchTarget(def: TargetDef, sets: Map<ScenarioId, InstanceSet>, r
     }
     rec.scenarios.set(id, result);
     sample(id);
+    for (const [i, m] of running.measured.entries()) {
+      const own = cpuMsOf(m.pid) - cpuBefore[i]!.own;
+      const children = descendants(m.pid).reduce((n, c) => n + cpuMsOf(c), 0) - cpuBefore[i]!.children;
+      const byScenario = rec.cpu.get(m.role) ?? new Map<ScenarioId, { own: number; children: number }>();
+      byScenario.set(id, { own: own / set.count, children: Math.max(0, children) / set.count });
+      rec.cpu.set(m.role, byScenario);
+    }
     const fmt = (s?: number): string => (s === undefined ? '—' : `${s.toFixed(2)} s (${(set.count / s).toFixed(1)} inst/s)`);
     log(
       `${def.label}: ${SCENARIO_SHORT[id]}: acknowledged ${fmt(result.ackSeconds)}, queryable ${fmt(result.queryableSeconds)}${result.errors.length ? `; errors: ${result.errors.join('; ')}` : ''}`,
@@ -1319,6 +1340,24 @@ function renderReport(run: {
   if (run.records.some((r) => r.peakResetRefused))
     out.push('', 'The kernel refused the VmHWM reset for some processes: their scenario columns are cumulative peaks.');
   out.push('');
+
+  out.push('## CPU per instance (ms, utime + stime)', '');
+  out.push('| target | process | DIMSE 1 assoc | DIMSE 4 assoc | STOW-RS | child processes (DIMSE 1 / 4 / STOW) |', '|---|---|--:|--:|--:|--:|');
+  for (const rec of run.records) {
+    for (const [role, byScenario] of rec.cpu) {
+      const cell = (id: ScenarioId): string => (byScenario.has(id) ? byScenario.get(id)!.own.toFixed(1) : 'n/a');
+      const kids = SCENARIOS.map((id) => byScenario.get(id)?.children);
+      out.push(
+        `| ${rec.def.label} | ${role} | ${cell('dimse1')} | ${cell('dimse4')} | ${cell('stow')} | ${kids.some((k) => k) ? kids.map((k) => (k === undefined ? 'n/a' : k.toFixed(1))).join(' / ') : '—'} |`,
+      );
+    }
+  }
+  out.push(
+    '',
+    'From the start of each scenario until the set was all acknowledged and (Portico) queryable, divided by the instances of the set; ' +
+      'the load generator (dcmsend, the STOW-RS client) is not counted. Other work on the machine inflates these figures less than it does throughput.',
+    '',
+  );
 
   // Targets from the issue.
   if (shapes.length) {

@@ -1,16 +1,15 @@
 /**
  * C-STORE SCP (PS3.4 Annex B, PS3.7 §9.1.1).
  *
- * The data set is never assembled in memory. dcmjs-dimse hands us each PDV fragment through the
- * Writable returned by `createStoreWritableStream`; {@link StoreSink} prefixes a File Meta group built
- * from the command (SOP class and instance) and the accepted transfer syntax, and tees the bytes into
- * (a) the object store under a staging key and (b) the streaming header parser, which validates the
- * data set and skips pixel data without keeping it.
+ * The data set is never assembled in memory. The raw receive path (p-data.ts) hands us each data-set PDV
+ * fragment as a view of the received PDU; {@link StoreSink} prefixes a File Meta group built from the
+ * command (SOP class and instance) and the accepted transfer syntax, and tees the bytes into (a) the
+ * object store under a staging key and (b) the streaming header parser, which validates the data set and
+ * skips pixel data without keeping it. No Writable stream sits in between: a fragment is two array pushes.
  *
- * Back-pressure: when either consumer is slower than the network, the sink pauses the TCP socket and
- * resumes it on drain, so a slow object store slows the sender instead of growing our memory. The sink's
- * own high-water mark is set so dcmjs-dimse's writes always "succeed": its built-in drain handling awaits
- * inside a PDU handler that does not serialise PDUs, which can reorder fragments.
+ * Back-pressure: {@link StoreSink.write} returns false when either consumer is more than
+ * CONSUMER_HIGH_WATER bytes behind; the caller then pauses the TCP socket until {@link StoreSink.drained},
+ * so a slow object store slows the sender instead of growing our memory.
  *
  * An acknowledgement is a promise: Success (0x0000) is sent only after the staging object is durable and
  * the ingest job is enqueued (the two overlap: see finish()). Statuses returned (PS3.4 Table B.2-1):
@@ -21,9 +20,7 @@
  * A data set without Study or Series Instance UID is accepted (the worker derives them; see
  * ingest-instance.ts): a gateway must not lose what a modality produced.
  */
-import { Writable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
-import type { Socket } from 'node:net';
 import { parseInstance, writeFileMetaInformation, DicomParseError, type ParsedInstance } from '@portico/dicom';
 import { PorticoError, toPorticoError } from '@portico/errors';
 import { ChunkChannel, type ObjectStore } from '@portico/storage';
@@ -40,7 +37,6 @@ export interface StoreContext {
   readonly store: ObjectStore;
   readonly queues: JobQueues;
   readonly log: Logger;
-  readonly socket: Socket;
   readonly callingAeTitle: string;
   readonly calledAeTitle: string;
 }
@@ -48,8 +44,8 @@ export interface StoreContext {
 // Bytes each consumer may buffer before the socket is paused.
 const CONSUMER_HIGH_WATER = 256 * 1024;
 
-/** The Writable given to dcmjs-dimse for one C-STORE data set. */
-export class StoreSink extends Writable {
+/** One C-STORE data set on its way to the object store and the header parser. */
+export class StoreSink {
   readonly stagingKey: string;
   readonly outcome: Promise<StoreOutcome>;
   // Both consumers get the same Buffers (no copies); see ChunkChannel.
@@ -58,15 +54,13 @@ export class StoreSink extends Writable {
   private readonly ctx: StoreContext;
   private storeFailed = false;
   private parseFailed = false;
-  private paused = false;
+  /** True once end() or abort() was called: no more bytes. */
+  private closed = false;
   /** When the last PDV arrived (for the durable-store latency in debug logs). */
   private dataEndedAt = 0;
   private readonly createdAt = performance.now();
 
   constructor(ctx: StoreContext, command: { sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string }) {
-    // The high-water mark only keeps dcmjs-dimse from awaiting 'drain' (see file header); real buffering
-    // is bounded by pausing the socket.
-    super({ highWaterMark: 1 << 30 });
     this.ctx = ctx;
     this.stagingKey = `staging/${randomUUID()}.dcm`;
     let markVisible!: () => void;
@@ -93,48 +87,46 @@ export class StoreSink extends Writable {
     this.parseBody.write(meta);
   }
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    const waits: Array<Promise<void>> = [];
-    if (!this.storeFailed && !this.storeBody.write(chunk)) waits.push(this.storeBody.drained());
-    if (!this.parseFailed && !this.parseBody.write(chunk)) waits.push(this.parseBody.drained());
-    if (waits.length === 0) return cb();
-    this.pauseSocket();
-    void Promise.all(waits).then(() => {
-      this.resumeSocket();
-      cb();
-    });
+  /** True while bytes are still expected (neither end() nor abort() called). */
+  get receiving(): boolean {
+    return !this.closed;
   }
 
-  override _final(cb: (err?: Error | null) => void): void {
+  /**
+   * Queues one data-set fragment for both consumers (read-only from here on). False when either is
+   * more than its high-water mark behind: stop reading until {@link drained} resolves.
+   */
+  write(chunk: Buffer): boolean {
+    if (this.closed) return true;
+    const stored = this.storeFailed || this.storeBody.write(chunk);
+    const parsed = this.parseFailed || this.parseBody.write(chunk);
+    return stored && parsed;
+  }
+
+  /** Resolves when both consumers are below their high-water marks (or gone). */
+  async drained(): Promise<void> {
+    await this.storeBody.drained();
+    await this.parseBody.drained();
+  }
+
+  /** The last fragment was written. */
+  end(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.dataEndedAt = performance.now();
     this.storeBody.end();
     this.parseBody.end();
-    cb();
   }
 
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.resumeSocket();
-    // autoDestroy also lands here (err null) after a normal finish; only a real error — the association
-    // aborted mid-transfer — fails the put, so the partial staging object is removed.
-    if (err) {
-      this.storeBody.destroy(err);
-      this.parseBody.destroy(err);
-    }
-    cb(err);
-  }
-
-  private pauseSocket(): void {
-    if (!this.paused) {
-      this.paused = true;
-      this.ctx.socket.pause();
-    }
-  }
-
-  private resumeSocket(): void {
-    if (this.paused) {
-      this.paused = false;
-      this.ctx.socket.resume();
-    }
+  /**
+   * The association ended before the last fragment: the put fails, so the partial staging object is
+   * removed, and the outcome is a failure nobody will read.
+   */
+  abort(err: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.storeBody.destroy(err);
+    this.parseBody.destroy(err);
   }
 
   /**
@@ -153,7 +145,9 @@ export class StoreSink extends Writable {
       (err: unknown) => err as Error,
     );
     await Promise.all([parse.catch(() => undefined), Promise.race([visible, putSettled])]);
-    const log = this.ctx.log.child({ sopInstanceUid: command.sopInstanceUid, stagingKey: this.stagingKey });
+    // Created only when something is logged: a pino child with redaction costs ~30 µs, per instance.
+    let child: Logger | undefined;
+    const log = (): Logger => (child ??= this.ctx.log.child({ sopInstanceUid: command.sopInstanceUid, stagingKey: this.stagingKey }));
     const visibleAt = performance.now();
     let enqueued = false;
     try {
@@ -200,25 +194,26 @@ export class StoreSink extends Writable {
       ]);
       if (putError) throw new PorticoError('OUT_OF_RESOURCES', `object store: ${putError.message}`);
       if ('err' in enqueueResult) throw enqueueResult.err;
-      log.debug(
-        {
-          receivedMs: Math.round(this.dataEndedAt - this.createdAt),
-          visibleMs: Math.round(visibleAt - this.dataEndedAt),
-          enqueuedMs: Math.round(enqueueResult.at - visibleAt),
-          durableMs: Math.round(performance.now() - visibleAt),
-        },
-        'C-STORE staged',
-      );
+      if (this.ctx.log.isLevelEnabled('debug'))
+        log().debug(
+          {
+            receivedMs: Math.round(this.dataEndedAt - this.createdAt),
+            visibleMs: Math.round(visibleAt - this.dataEndedAt),
+            enqueuedMs: Math.round(enqueueResult.at - visibleAt),
+            durableMs: Math.round(performance.now() - visibleAt),
+          },
+          'C-STORE staged',
+        );
       return { status: 0x0000, stagingKey: this.stagingKey };
     } catch (err) {
       const e = toPorticoError(err);
-      log.warn({ code: e.code, status: `0x${e.projection.dimseStatus.toString(16).padStart(4, '0')}`, reason: e.message }, 'C-STORE refused');
+      log().warn({ code: e.code, status: `0x${e.projection.dimseStatus.toString(16).padStart(4, '0')}`, reason: e.message }, 'C-STORE refused');
       const putError = await putSettled;
       if (enqueued) await this.ctx.queues.cancelIngest(this.stagingKey);
       if (!putError)
         await this.ctx.store
           .delete(this.stagingKey)
-          .catch((delErr: unknown) => log.error({ err: (delErr as Error).message }, 'could not remove staging object'));
+          .catch((delErr: unknown) => log().error({ err: (delErr as Error).message }, 'could not remove staging object'));
       // Error Comment (0000,0902) is at most 64 characters (PS3.7 Table C.2-1 / LO).
       return { status: e.projection.dimseStatus, errorComment: e.message.slice(0, 64) };
     }

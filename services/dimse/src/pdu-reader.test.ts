@@ -42,6 +42,30 @@ describe('PduReader', () => {
     }
   });
 
+  it('hands P-DATA-TF PDUs on as views of the chunks they span when asked to, the others whole', () => {
+    for (const size of [1, 7, 1000, 65536, 300_006]) {
+      const pdus: Buffer[] = [];
+      const types: string[] = [];
+      const r = new PduReader(
+        (p) => {
+          types.push(`whole ${p[0]}`);
+          pdus.push(Buffer.from(p));
+        },
+        (e) => {
+          throw e;
+        },
+        (parts) => {
+          types.push(`parts ${parts[0]![0]}`);
+          pdus.push(Buffer.concat(parts));
+        },
+      );
+      for (let o = 0; o < stream.length; o += size) r.push(stream.subarray(o, o + size));
+      expect(Buffer.concat(pdus).equals(stream), `chunk size ${size}`).toBe(true);
+      expect(types).toEqual(['whole 1', 'parts 4', 'parts 4', 'whole 5']);
+      expect(r.pending).toBe(0);
+    }
+  });
+
   it('reports an unknown PDU type once and stops', () => {
     const { pdus, errors } = collect([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0]), stream]);
     expect(pdus).toEqual([]);

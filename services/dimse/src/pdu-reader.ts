@@ -4,8 +4,12 @@
  * dcmjs-dimse's own accumulator re-concatenates the partial PDU with every arriving socket chunk, which
  * copies a 256 KiB P-DATA-TF PDU two to three times over and makes the garbage collector the largest CPU
  * user on the C-STORE path. This reader keeps the chunks in a list and copies each PDU at most once —
- * not at all when it lies inside one chunk (a view is handed on).
+ * not at all when it lies inside one chunk (a view is handed on). With an `onPData` handler, P-DATA-TF
+ * PDUs are not copied at all: they are handed on as the list of chunk views they span (a 128 KiB PDU
+ * arrives in two or three socket reads), for the C-STORE path to walk in place (p-data.ts).
  */
+
+const EMPTY = Buffer.alloc(0);
 
 /** PDU types of PS3.8 Table 9-11. */
 const PDU_TYPES = new Set([0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07]);
@@ -19,11 +23,14 @@ export class PduReader {
   private need = 0;
   private readonly onPdu: (pdu: Buffer) => void;
   private readonly onError: (err: Error) => void;
+  private readonly onPData: ((parts: Buffer[]) => void) | undefined;
   private failed = false;
 
-  constructor(onPdu: (pdu: Buffer) => void, onError: (err: Error) => void) {
+  /** onPData, when given, receives every P-DATA-TF PDU (type 0x04) as views of the chunks it spans, in order. */
+  constructor(onPdu: (pdu: Buffer) => void, onError: (err: Error) => void, onPData?: (parts: Buffer[]) => void) {
     this.onPdu = onPdu;
     this.onError = onError;
+    this.onPData = onPData;
   }
 
   /** Bytes held while waiting for the rest of a PDU. */
@@ -50,7 +57,8 @@ export class PduReader {
       if (this.buffered < this.need) return;
       const n = this.need;
       this.need = 0;
-      this.onPdu(this.take(n));
+      if (this.onPData && this.chunks[this.head]![0] === 0x04) this.onPData(this.takeViews(n));
+      else this.onPdu(this.take(n));
     }
   }
 
@@ -61,6 +69,26 @@ export class PduReader {
     const out = Buffer.allocUnsafe(6);
     let offset = 0;
     for (let i = this.head; offset < 6; i++) offset += this.chunks[i]!.copy(out, offset, 0, Math.min(this.chunks[i]!.length, 6 - offset));
+    return out;
+  }
+
+  /** Removes and returns the first n bytes (n <= buffered) as views of the chunks they lie in. */
+  private takeViews(n: number): Buffer[] {
+    this.buffered -= n;
+    const out: Buffer[] = [];
+    for (let left = n; left > 0;) {
+      const c = this.chunks[this.head]!;
+      if (c.length <= left) {
+        out.push(c);
+        left -= c.length;
+        this.chunks[this.head++] = EMPTY;
+      } else {
+        out.push(c.subarray(0, left));
+        this.chunks[this.head] = c.subarray(left);
+        left = 0;
+      }
+    }
+    this.compact();
     return out;
   }
 
@@ -88,6 +116,11 @@ export class PduReader {
         }
       }
     }
+    this.compact();
+    return out;
+  }
+
+  private compact(): void {
     if (this.head === this.chunks.length) {
       this.chunks = [];
       this.head = 0;
@@ -95,6 +128,5 @@ export class PduReader {
       this.chunks = this.chunks.slice(this.head);
       this.head = 0;
     }
-    return out;
   }
 }

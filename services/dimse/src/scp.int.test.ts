@@ -14,10 +14,11 @@ import { loadConfig } from '@portico/config';
 import { createLogger } from '@portico/logging';
 import { openObjectStore, type ObjectStore } from '@portico/storage';
 import { openJobQueues, type JobQueues } from '@portico/jobs';
-import { parseInstance } from '@portico/dicom';
+import { parseInstance, readFileMetaInformation } from '@portico/dicom';
 import { openDb, type Db } from '@portico/db';
 import { corpusDir, createTestDatabase, freePort, run, syntheticInstance, syntheticStream, testUid, uniqueId } from '@portico/testing';
 import { startDimseServer, type DimseServer } from './scp.ts';
+import { StoreScu, datasetOffset } from './store-scu.ts';
 
 const log = createLogger({ service: 'dimse-test', level: 'silent' });
 
@@ -25,6 +26,26 @@ async function writeSynthetic(dir: string, name: string, opts: Parameters<typeof
   const file = path.join(dir, name);
   writeFileSync(file, syntheticInstance(opts));
   return file;
+}
+
+/** The data set bytes of a Part-10 file (after its File Meta group), keyed by SOP Instance UID. */
+function dataSetOf(file: string): { sopInstanceUid: string; dataSet: Buffer } {
+  const bytes = readFileSync(file);
+  const meta = readFileMetaInformation(bytes);
+  return { sopInstanceUid: meta.sopInstanceUid, dataSet: bytes.subarray(meta.datasetOffset) };
+}
+
+/** Runs a bit-preserving storescp (+B) into a folder for as long as fn runs: the reference receiver. */
+async function withReferenceScp<T>(fn: (port: number, dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'dimse-ref-'));
+  const port = await freePort();
+  const scp = spawn('storescp', ['+B', '-od', dir, String(port)], { env: { ...process.env, TCP_NODELAY: '1' } });
+  await new Promise((r) => setTimeout(r, 300));
+  try {
+    return await fn(port, dir);
+  } finally {
+    scp.kill();
+  }
 }
 
 function stagedFiles(root: string): string[] {
@@ -105,6 +126,82 @@ describe('DIMSE SCP with dcmtk peers', () => {
     const sent = statuses.filter((st) => st !== '<not sent>');
     expect(sent.length).toBeGreaterThanOrEqual(80);
     expect(sent.filter((st) => !st.startsWith('0x0000'))).toEqual([]);
+  });
+
+  it('stores every corpus file byte for byte as a pass-through sender sends it', async () => {
+    // dcmtk re-encodes many files while sending; Portico's own C-STORE SCU sends each file's data set
+    // bytes as they are, so what is staged must equal the file after its File Meta group.
+    const walk = (d: string): string[] =>
+      readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]));
+    const files = ['ts', 'objects', 'series', 'charset', 'odd', 'broken'].flatMap((f) => walk(path.join(corpusDir(), f)));
+    // The command names what the data set says (a few corpus files' File Meta groups contradict it).
+    const objects: Array<{ sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string; objectKey: string }> = [];
+    for (const file of files) {
+      try {
+        const bytes = readFileSync(file);
+        datasetOffset(bytes); // the sender needs a preamble and a File Meta group length
+        const parsed = await parseInstance(
+          (async function* () {
+            yield bytes;
+          })(),
+        );
+        if (parsed.sopClassUid && parsed.sopInstanceUid)
+          objects.push({
+            sopClassUid: parsed.sopClassUid,
+            sopInstanceUid: parsed.sopInstanceUid,
+            transferSyntaxUid: parsed.transferSyntaxUid,
+            objectKey: file,
+          });
+      } catch {
+        // not a data set Portico accepts: the dcmsend test above covers what happens to those
+      }
+    }
+    const scu = await StoreScu.open(
+      { host: '127.0.0.1', port: server.port, callingAeTitle: 'PASSTHRU', calledAeTitle: 'PORTICO', maxPduLength: 16384, timeoutMs: 30_000 },
+      objects,
+    );
+    const files$ = {
+      get: async (key: string) =>
+        (async function* () {
+          yield readFileSync(key);
+        })(),
+    } as unknown as ObjectStore;
+    let stored = 0;
+    const differing: string[] = [];
+    for (const object of objects) {
+      if (!scu.acceptedContext(object) || scu.acceptedSyntax(object) !== object.transferSyntaxUid) continue;
+      const before = new Set(stagedFiles(root));
+      const { status } = await scu.send(object, files$);
+      expect(status, object.objectKey).toBe(0);
+      const added = stagedFiles(root).filter((f) => !before.has(f));
+      expect(added, object.objectKey).toHaveLength(1);
+      if (!dataSetOf(path.join(root, 'staging', added[0]!)).dataSet.equals(dataSetOf(object.objectKey).dataSet)) differing.push(object.objectKey);
+      stored++;
+    }
+    await scu.release();
+    expect(stored).toBeGreaterThanOrEqual(80);
+    expect(differing).toEqual([]);
+  });
+
+  it('stores the same bytes whatever PDU size the sender uses (4 KiB to 128 KiB PDUs)', async () => {
+    const file = await writeSynthetic(work, 'pdu-sizes.dcm', {
+      studyInstanceUid: testUid('pdu-st', 1),
+      seriesInstanceUid: testUid('pdu-se', 1),
+      sopInstanceUid: testUid('pdu-i', 1),
+    });
+    const expected = await withReferenceScp(async (port, dir) => {
+      const ref = await run('storescu', ['127.0.0.1', String(port), file]);
+      expect(ref.code, ref.stderr).toBe(0);
+      return dataSetOf(path.join(dir, readdirSync(dir)[0]!)).dataSet;
+    });
+    for (const pdu of ['4096', '16384', '131072']) {
+      const before = new Set(stagedFiles(root));
+      const r = await run('storescu', ['--max-send-pdu', pdu, '-aec', 'PORTICO', '127.0.0.1', String(server.port), file]);
+      expect(r.code, r.stderr).toBe(0);
+      const added = stagedFiles(root).filter((f) => !before.has(f));
+      expect(added, `PDU ${pdu}`).toHaveLength(1);
+      expect(dataSetOf(path.join(root, 'staging', added[0]!)).dataSet.equals(expected), `PDU ${pdu}`).toBe(true);
+    }
   });
 
   it('accepts a data set without Study Instance UID (the worker derives one) and stages it', async () => {
@@ -197,6 +294,40 @@ describe('DIMSE SCP with dcmtk peers', () => {
     expect(tmp).toEqual([]);
   });
 
+  it('drops the data set in flight on an A-ABORT and keeps the earlier instances of the association', async () => {
+    const stagedBefore = stagedFiles(root).length;
+    const whole = syntheticInstance({ studyInstanceUid: testUid('ab-st', 1), seriesInstanceUid: testUid('ab-se', 1), sopInstanceUid: testUid('ab-i', 1) });
+    const meta = readFileMetaInformation(whole);
+    const object = { sopClassUid: meta.sopClassUid, sopInstanceUid: meta.sopInstanceUid, transferSyntaxUid: meta.transferSyntaxUid, objectKey: 'x' };
+    const scu = await StoreScu.open(
+      { host: '127.0.0.1', port: server.port, callingAeTitle: 'ABORTER', calledAeTitle: 'PORTICO', maxPduLength: 16384, timeoutMs: 10_000 },
+      [object],
+    );
+    // One instance stored in full, then a second whose data set stops half-way: the sender then aborts.
+    const source = (body: AsyncIterable<Buffer>): ObjectStore => ({ get: async () => body }) as unknown as ObjectStore;
+    const once = async function* (b: Buffer): AsyncGenerator<Buffer> {
+      yield b;
+    };
+    expect((await scu.send(object, source(once(whole)))).status).toBe(0);
+    let stalled!: () => void;
+    const halfSent = new Promise<void>((r) => (stalled = r));
+    const half = (async function* () {
+      yield whole.subarray(0, 300_000);
+      stalled();
+      await new Promise(() => undefined);
+    })();
+    void scu.send({ ...object, sopInstanceUid: testUid('ab-i', 2) }, source(half)).catch(() => undefined);
+    await halfSent;
+    await new Promise((r) => setTimeout(r, 200));
+    // A-ABORT (PS3.8 §9.3.8) on an open connection: the receiver drops the partial object by itself.
+    const socket = (scu as unknown as { socket: net.Socket }).socket;
+    socket.write(Buffer.from([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0]));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(stagedFiles(root)).toHaveLength(stagedBefore + 1);
+    expect(readdirSync(path.join(root, 'staging')).filter((f) => !f.endsWith('.dcm'))).toEqual([]);
+    socket.destroy();
+  });
+
   it('rejects associations over the limit with reason local-limit-exceeded', async () => {
     // hold 4 associations open with slow echoes is awkward with dcmtk; open raw sockets instead
     const held = await Promise.all(
@@ -243,5 +374,109 @@ describe('DIMSE SCP when a backend is down', () => {
       await unusedIndex.close();
       redis.kill('SIGKILL');
     }
+  });
+});
+
+describe('DIMSE SCP with a failing or slow object store', () => {
+  let server: DimseServer;
+  let root: string;
+  let drop: () => Promise<void>;
+  let queues: JobQueues;
+  let index: Db;
+  /** What the store does with each chunk of a put, given the bytes received so far. */
+  let onChunk: (received: number) => Promise<void> = async () => undefined;
+  const work = mkdtempSync(path.join(tmpdir(), 'dimse-slow-'));
+
+  beforeAll(async () => {
+    const db = await createTestDatabase();
+    drop = db.drop;
+    root = mkdtempSync(path.join(tmpdir(), 'dimse-slow-objects-'));
+    const inner = await openObjectStore({ kind: 'fs', root });
+    // The folder store, with every put body passed through onChunk first.
+    const store = Object.create(inner) as ObjectStore;
+    store.put = (key, body, opts) =>
+      inner.put(
+        key,
+        (async function* () {
+          let received = 0;
+          for await (const chunk of body as AsyncIterable<Buffer>) {
+            received += chunk.length;
+            await onChunk(received);
+            yield chunk;
+          }
+        })(),
+        opts,
+      );
+    queues = await openJobQueues({ kind: 'postgres', url: db.url, schema: uniqueId('q').replace(/[^a-z0-9_]/g, '_') }, log);
+    index = openDb(db.url);
+    const config = loadConfig({ env: {}, overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1' } });
+    server = await startDimseServer({ config, log, store, queues, db: index, allowUnknownAe: true });
+  });
+  afterAll(async () => {
+    await server?.close(1000);
+    await queues?.close();
+    await index?.close();
+    await drop?.();
+  });
+
+  it('answers 0xA700 when the object store fails mid-stream, and keeps nothing', async () => {
+    onChunk = async (received) => {
+      if (received > 200_000) throw new Error('disk on fire');
+    };
+    const file = await writeSynthetic(work, 'fails.dcm', {
+      studyInstanceUid: testUid('f-st', 1),
+      seriesInstanceUid: testUid('f-se', 1),
+      sopInstanceUid: testUid('f-i', 1),
+    });
+    const r = await run('storescu', ['-v', '-aec', 'PORTICO', '127.0.0.1', String(server.port), file]);
+    onChunk = async () => undefined;
+    expect(`${r.stdout}${r.stderr}`).toMatch(/0xa700|Out ?of ?Resources/i);
+    expect(stagedFiles(root)).toEqual([]);
+    expect(existsSync(path.join(root, 'staging')) ? readdirSync(path.join(root, 'staging')) : []).toEqual([]);
+  });
+
+  it('slows the sender down to a slow object store instead of buffering what it cannot store yet', async () => {
+    const big = path.join(work, 'slow.dcm');
+    const opts = {
+      studyInstanceUid: testUid('sl-st', 1),
+      seriesInstanceUid: testUid('sl-se', 1),
+      sopInstanceUid: testUid('sl-i', 1),
+      rows: 2048,
+      columns: 2048,
+      numberOfFrames: 12,
+    };
+    await pipeline(Readable.from(syntheticStream(opts)), createWriteStream(big));
+    // A proxy counts what reaches Portico's socket; the store counts what it has taken. Without
+    // back-pressure the difference grows to most of the ~100 MB instance; with it, it stays within the
+    // socket buffers and a few PDUs.
+    let forwarded = 0;
+    let stored = 0;
+    let backlog = 0;
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(server.port, '127.0.0.1');
+      client.on('data', (chunk: Buffer) => {
+        forwarded += chunk.length;
+        backlog = Math.max(backlog, forwarded - stored);
+      });
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    // about 1 ms per 128 KiB: ~100 MB in a second or more, slower than the network
+    onChunk = async (received) => {
+      stored = received;
+      if (received % (128 * 1024) < 65536) await new Promise((r) => setTimeout(r, 1));
+    };
+    const started = performance.now();
+    const r = await run('storescu', ['-aec', 'PORTICO', '127.0.0.1', String((proxy.address() as net.AddressInfo).port), big], { timeoutMs: 120_000 });
+    onChunk = async () => undefined;
+    proxy.close();
+    expect(r.code, r.stderr).toBe(0);
+    console.log(
+      `slow store, 100 MB C-STORE in ${Math.round(performance.now() - started)} ms: at most ${Math.round(backlog / 1e6)} MB received but not yet stored`,
+    );
+    expect(backlog).toBeLessThan(16e6);
+    expect(stagedFiles(root)).toHaveLength(1);
   });
 });

@@ -29,13 +29,14 @@ import { loadNodes, findNode, mergeNodes, nodeFromDbRow, type DicomNode } from '
 import type { JsonDataset } from './find-match.ts';
 import { StoreSink } from './c-store.ts';
 import { PduReader } from './pdu-reader.ts';
+import { PDataRouter } from './p-data.ts';
 import { PORTICO_IMPLEMENTATION_CLASS_UID, PORTICO_IMPLEMENTATION_VERSION_NAME } from '@portico/dicom';
 
 const { Scp, Dataset, log: dimseLog } = dimse;
 const { CEchoResponse, CStoreResponse, CFindResponse, CMoveResponse, CGetResponse, NActionResponse } = dimse.responses;
 const { NEventReportRequest } = dimse.requests;
 const { DicomMetaDictionary } = dcmjs.data;
-const { PresentationContextResult, RejectResult, RejectSource, RejectReason, Status } = dimse.constants;
+const { PresentationContextResult, RejectResult, RejectSource, RejectReason, AbortSource, AbortReason, Status } = dimse.constants;
 
 type DimseAssociation = InstanceType<typeof dimse.association.Association>;
 type DimsePresentationContext = InstanceType<typeof dimse.association.PresentationContext>;
@@ -46,14 +47,13 @@ type CMoveRequest = InstanceType<typeof dimse.requests.CMoveRequest>;
 type CGetRequest = InstanceType<typeof dimse.requests.CGetRequest>;
 type NActionRequest = InstanceType<typeof dimse.requests.NActionRequest>;
 type CCancelRequest = InstanceType<typeof dimse.requests.CCancelRequest>;
-type DimseDataset = InstanceType<typeof dimse.Dataset>;
 
 /** The parts of dcmjs-dimse 0.3's Network that the PDU reader hook drives (see the constructor). */
 interface DimseNetworkInternals {
   lastPduTime: number | undefined;
   /** Sends one DIMSE message on a presentation context (what the request callbacks call). */
   _sendDimse(message: { context: DimsePresentationContext; command: unknown }): void;
-  statistics: { addBytesReceived(n: number): void };
+  statistics: { addBytesReceived(n: number): void; addBytesSent(n: number): void };
   _processPdu(pdu: Buffer): Promise<void>;
   _reset(): void;
 }
@@ -131,15 +131,14 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
   /** Open associations per calling AE title (for dimse.maxAssociationsPerAe). */
   const perAe = new Map<string, number>();
   const perConnection = new WeakMap<net.Socket, { scp: InstanceType<typeof Scp> }>();
-  // The outcome of each data set travels from the stream hook to cStoreRequest on the Dataset object.
-  const outcomes = new WeakMap<DimseDataset, StoreSink>();
 
   class PorticoScp extends Scp {
     association: DimseAssociation | undefined;
     readonly assocId = randomUUID().slice(0, 8);
     alog: Logger = log.child({ assocId: this.assocId });
-    current: StoreSink | undefined;
     readonly sock: net.Socket;
+    /** The raw C-STORE receive path (p-data.ts); every other P-DATA-TF goes on to dcmjs-dimse. */
+    readonly router: PDataRouter;
     /** The C-GET sub-operation whose C-STORE-RSP the PDU reader is waiting for. */
     awaitingStoreRsp: { messageId: number; resolve: (r: { status: number }) => void } | undefined;
     subOpMessageId = 0;
@@ -160,31 +159,91 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       // Replace dcmjs-dimse's PDU accumulator (see pdu-reader.ts) with one that copies each PDU at most
       // once. What its 'data' handler did is repeated here: count bytes, stamp the PDU time, process.
       const internals = this as unknown as DimseNetworkInternals;
-      socket.removeAllListeners('data');
-      const reader = new PduReader(
-        (pdu) => {
-          internals.lastPduTime = Date.now();
-          // A C-STORE-RSP to one of our C-GET sub-operations: read here, not by dcmjs-dimse (see cGetRequest).
-          const waiting = this.awaitingStoreRsp;
-          if (waiting) {
-            const rsp = storeResponseOf(pdu);
-            if (rsp && rsp.messageIdBeingRespondedTo === waiting.messageId) {
-              this.awaitingStoreRsp = undefined;
-              waiting.resolve({ status: rsp.status });
-              return;
-            }
-          }
-          void internals._processPdu(pdu);
+      this.router = new PDataRouter({
+        forward: (pdu) => void internals._processPdu(pdu),
+        beginStore: (pcId, command) => this.beginStore(pcId, command),
+        send: (pdu) => {
+          if (socket.destroyed || !socket.writable) return;
+          socket.write(pdu);
+          internals.statistics.addBytesSent(pdu.length);
         },
+        pause: () => socket.pause(),
+        resume: () => socket.resume(),
+        abort: (reason) => {
+          this.alog.warn({ reason }, 'association aborted: protocol error on the C-STORE path');
+          try {
+            // PS3.8 §9.3.8: A-P-ABORT, service provider, unexpected PDU parameter.
+            this.sendAbort(AbortSource.ServiceProvider, AbortReason.UnexpectedPduParameter);
+          } finally {
+            socket.destroy();
+          }
+        },
+      });
+      socket.removeAllListeners('data');
+      const onPdu = (pdu: Buffer): void => {
+        internals.lastPduTime = Date.now();
+        // A C-GET sub-operation's C-STORE-RSP: read here, not by dcmjs-dimse (see cGetRequest).
+        const waiting = this.awaitingStoreRsp;
+        if (waiting) {
+          const rsp = storeResponseOf(pdu);
+          if (rsp && rsp.messageIdBeingRespondedTo === waiting.messageId) {
+            this.awaitingStoreRsp = undefined;
+            waiting.resolve({ status: rsp.status });
+            return;
+          }
+        }
+        const type = pdu[0];
+        if (type === 0x04 && this.association) {
+          this.router.onPData(pdu);
+          return;
+        }
+        // A-RELEASE-RQ or A-ABORT in the middle of a data set: the partial object is dropped.
+        if (type === 0x05 || type === 0x07) this.router.close('association ended during C-STORE');
+        void internals._processPdu(pdu);
+      };
+      const reader = new PduReader(
+        onPdu,
         (err) => {
           internals._reset();
           (this as unknown as { emit(event: string, err: Error): void }).emit('networkError', err);
+        },
+        // P-DATA-TF PDUs as the socket chunks they span (no copy): the C-STORE data set path walks them.
+        (parts) => {
+          internals.lastPduTime = Date.now();
+          if (this.awaitingStoreRsp || !this.association) {
+            onPdu(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+            return;
+          }
+          this.router.onPData(parts);
         },
       );
       socket.on('data', (chunk: Buffer) => {
         internals.statistics.addBytesReceived(chunk.length);
         reader.push(chunk);
       });
+    }
+
+    /** The sink for a C-STORE-RQ's data set, on an accepted presentation context only. */
+    beginStore(pcId: number, command: { affectedSopClassUid: string; affectedSopInstanceUid: string }): StoreSink | undefined {
+      let pc: DimsePresentationContext;
+      try {
+        pc = this.association!.getPresentationContext(pcId);
+      } catch {
+        return undefined;
+      }
+      const transferSyntaxUid = pc.getAcceptedTransferSyntaxUid();
+      if (pc.getResult() !== PresentationContextResult.Accept || !transferSyntaxUid) return undefined;
+      const sink = new StoreSink(
+        {
+          store: deps.store,
+          queues: deps.queues,
+          log: this.alog,
+          callingAeTitle: this.association?.getCallingAeTitle().trim() ?? '',
+          calledAeTitle: this.association?.getCalledAeTitle().trim() ?? '',
+        },
+        { sopClassUid: command.affectedSopClassUid, sopInstanceUid: command.affectedSopInstanceUid, transferSyntaxUid },
+      );
+      return sink;
     }
 
     /** What the requester can receive (0: no limit); PDUs we send never exceed it. */
@@ -555,49 +614,14 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       this.cancelled.add(request.getMessageIdBeingRespondedTo());
     }
 
-    override createStoreWritableStream(pc: DimsePresentationContext, request: CStoreRequest): StoreSink {
-      const sink = new StoreSink(
-        {
-          store: deps.store,
-          queues: deps.queues,
-          log: this.alog,
-          socket: this.sock,
-          callingAeTitle: this.association?.getCallingAeTitle().trim() ?? '',
-          calledAeTitle: this.association?.getCalledAeTitle().trim() ?? '',
-        },
-        {
-          sopClassUid: request.getAffectedSopClassUid(),
-          sopInstanceUid: request.getAffectedSopInstanceUid(),
-          transferSyntaxUid: pc.getAcceptedTransferSyntaxUid() ?? '1.2.840.10008.1.2',
-        },
-      );
-      // Failures surface through sink.outcome; an abort-time destroy must not become an uncaught 'error'.
-      sink.on('error', () => undefined);
-      this.current = sink;
-      return sink;
-    }
-
-    override createDatasetFromStoreWritableStream(writable: StoreSink, pc: DimsePresentationContext, callback: (dataset: DimseDataset) => void): void {
-      // An empty Dataset stands in for the data set: the bytes are already in the object store.
-      const ds = new Dataset({}, pc.getAcceptedTransferSyntaxUid() ?? '1.2.840.10008.1.2');
-      outcomes.set(ds, writable);
-      void writable.outcome.then(() => callback(ds));
-    }
-
+    /**
+     * Not reached by a C-STORE with a data set (those take the raw path, p-data.ts); a C-STORE-RQ that
+     * announces no data set is refused as before: 0xA700.
+     */
     override cStoreRequest(request: CStoreRequest, callback: (response: InstanceType<typeof CStoreResponse>) => void): void {
       const response = CStoreResponse.fromRequest(request);
-      const sink = outcomes.get(request.getDataset() as DimseDataset);
-      this.current = undefined;
-      if (!sink) {
-        response.setStatus(0xa700);
-        callback(response);
-        return;
-      }
-      void sink.outcome.then((outcome) => {
-        response.setStatus(outcome.status);
-        if (outcome.errorComment) response.setErrorComment(outcome.errorComment);
-        callback(response);
-      });
+      response.setStatus(0xa700);
+      callback(response);
     }
   }
 
@@ -623,7 +647,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         else perAe.set(scp.countedAe, n);
       }
       // A-ABORT or a dropped connection mid-transfer: the partial staging object must not survive.
-      if (scp.current && !scp.current.writableFinished) scp.current.destroy(new Error('association ended during C-STORE'));
+      scp.router.close('association ended during C-STORE');
     });
     socket.on('error', (err) => scp.alog.warn({ err: err.message }, 'connection error'));
   };

@@ -31,7 +31,10 @@ export async function startWorker(deps: WorkerDeps): Promise<JobWorkers> {
         {
           db: deps.db,
           store: deps.store,
-          log: ctx.log,
+          // read when something is logged (see JobContext.log)
+          get log() {
+            return ctx.log;
+          },
           ...(routing ? { routing: { plan: routing.router, enqueue: (refs) => deps.queues.enqueueExports(refs, routing.policy) } } : {}),
         },
         payload,

@@ -231,8 +231,16 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
       const worker = makeWorker(
         def.queue,
         async (job: Job) => {
-          const jobLog = opts.log.child({ queue: def.queue, jobId: job.id, attempt: job.attemptsMade + 1 });
-          await handler(job.data as IngestInstancePayload, { jobId: String(job.id), attempt: job.attemptsMade + 1, log: jobLog });
+          // The job's logger is made on first use: a pino child with redaction costs ~30 µs, per job.
+          let jobLog: Logger | undefined;
+          const attempt = job.attemptsMade + 1;
+          await handler(job.data as IngestInstancePayload, {
+            jobId: String(job.id),
+            attempt,
+            get log() {
+              return (jobLog ??= opts.log.child({ queue: def.queue, jobId: job.id, attempt }));
+            },
+          });
         },
         opts.concurrency,
       );

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseInstance } from '@portico/dicom';
 import { openObjectStore, seekableObject } from '@portico/storage';
-import { corpusDir, syntheticStream, testUid } from '@portico/testing';
+import { corpusDir, syntheticInstance, syntheticStream, testUid } from '@portico/testing';
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {
@@ -53,5 +53,20 @@ describe('header-only parse of stored objects', () => {
     expect(parsed.pixelData?.frames).toHaveLength(24);
     expect(size).toBeGreaterThan(200e6);
     expect(source.bytesRead).toBeLessThan(2 * 1024 * 1024);
+  });
+
+  it('reads 64 KiB of a 513 KiB CT instance: the first ranged read is small and grows only when needed', async () => {
+    const store = await openObjectStore({ kind: 'fs', root: mkdtempSync(path.join(tmpdir(), 'seek-')) });
+    const bytes = syntheticInstance({ studyInstanceUid: testUid('hc', 1), seriesInstanceUid: testUid('hc', 2), sopInstanceUid: testUid('hc', 3) });
+    await store.put('staging/ct.dcm', bytes);
+    const source = seekableObject(store, 'staging/ct.dcm', bytes.length);
+    expect(await parseInstance(source)).toEqual(await parseInstance([bytes]));
+    expect(bytes.length).toBeGreaterThan(500_000);
+    expect(source.bytesRead).toBeLessThanOrEqual(64 * 1024);
+    // a sequential read of the whole object crosses several growing ranges and yields every byte once
+    const all = seekableObject(store, 'staging/ct.dcm', bytes.length);
+    const chunks: Buffer[] = [];
+    for await (const c of all) chunks.push(c);
+    expect(Buffer.concat(chunks).equals(bytes)).toBe(true);
   });
 });
