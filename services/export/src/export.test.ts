@@ -75,7 +75,7 @@ describe('nodes file: export destinations', () => {
         '  - { name: CLOUD, url: "https://example.org/dicom-web/studies", bearerToken: t }',
       ].join('\n'),
     );
-    expect(f.nodes[0]).toMatchObject({ aeTitle: 'PACS', maxAssociations: 2, impersonate: true, batchSize: 100, commitment: false });
+    expect(f.nodes[0]).toMatchObject({ aeTitle: 'PACS', maxAssociations: 2, impersonate: true, batchSize: 100 });
     expect(f.dicomweb[0]).toMatchObject({ name: 'CLOUD', batchSize: 20, maxAssociations: 1, timeoutMs: 60000 });
   });
   it.each([

@@ -18,7 +18,6 @@
  *     impersonate: false       # true: call it with the calling AE of whoever sent us the instance
  *     maxPerSecond: 50         # instances per second at most
  *     batchSize: 100           # instances of one study sent on one association
- *     commitment: false        # ask for storage commitment after each batch
  * dicomweb:
  *   - name: CLOUD
  *     url: https://pacs.example.org/dicom-web/studies   # the STOW-RS endpoint
@@ -69,7 +68,6 @@ const nodeSchema = z
     impersonate: z.boolean().default(false),
     transferSyntaxes: z.array(uid).min(1).optional(),
     preferredTransferSyntax: uid.optional(),
-    commitment: z.boolean().default(false),
   })
   .strict();
 

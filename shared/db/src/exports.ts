@@ -52,7 +52,6 @@ export async function planExports(
        study_instance_uid = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN EXCLUDED.study_instance_uid ELSE e.study_instance_uid END,
        queued_at = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN now() ELSE e.queued_at END,
        delivered_at = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.delivered_at END,
-       commitment = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.commitment END,
        copy_received_at = GREATEST(EXCLUDED.copy_received_at, e.copy_received_at),
        updated_at = now()
      RETURNING export_pk::text, generation, destination, status`,
@@ -217,15 +216,6 @@ export async function finishExports(db: Queryable, outcomes: readonly ExportOutc
   );
 }
 
-/** Records what a destination answered to a storage commitment request for delivered instances. */
-export async function recordCommitment(db: Queryable, exportPks: readonly string[], state: 'requested' | 'committed' | 'failed'): Promise<void> {
-  if (exportPks.length === 0) return;
-  await db.query(`UPDATE export_request SET commitment = $2, commitment_at = now(), updated_at = now() WHERE export_pk = ANY($1::bigint[])`, [
-    exportPks,
-    state,
-  ]);
-}
-
 /**
  * Unfinished deliveries that may have lost their queue job: queued or failed and untouched for
  * `olderThanMs`, or sending past their lease (the sender died).
@@ -277,13 +267,12 @@ export interface ExportRow {
   readonly queuedAt: Date;
   readonly lastAttemptAt: Date | null;
   readonly deliveredAt: Date | null;
-  readonly commitment: string | null;
   readonly updatedAt: Date;
 }
 
 const ROW_COLUMNS = `export_pk::text AS "exportPk", sop_instance_uid AS "sopInstanceUid", study_instance_uid AS "studyInstanceUid", destination, rule,
   transfer_syntax_uid AS "transferSyntaxUid", status, generation, attempts, last_error AS "lastError", queued_at AS "queuedAt",
-  last_attempt_at AS "lastAttemptAt", delivered_at AS "deliveredAt", commitment, updated_at AS "updatedAt"`;
+  last_attempt_at AS "lastAttemptAt", delivered_at AS "deliveredAt", updated_at AS "updatedAt"`;
 
 /** Rows matching the filter, oldest first, keyset-paged by export_pk. */
 export async function listExports(db: Queryable, f: ExportFilter, page: { limit: number; after?: string }): Promise<ExportRow[]> {
@@ -304,7 +293,7 @@ export async function retryExports(db: Queryable, f: ExportFilter): Promise<Expo
   const { where, values } = filterSql({ ...f, status: f.status ?? ['failed', 'dead', 'cancelled'] }, 1);
   const { rows } = await db.query<{ export_pk: string; generation: number; destination: string }>(
     `UPDATE export_request SET generation = generation + 1, status = 'queued', attempts = 0, last_error = NULL, lease_until = NULL, next_attempt_at = NULL,
-       queued_at = now(), delivered_at = NULL, commitment = NULL, updated_at = now()
+       queued_at = now(), delivered_at = NULL, updated_at = now()
       WHERE ${where} AND status <> 'sending' RETURNING export_pk::text, generation, destination`,
     values,
   );
@@ -327,7 +316,7 @@ export async function replayExports(
        FROM instance i JOIN study st ON st.study_pk = i.study_pk
       WHERE ($1::text IS NULL OR st.study_instance_uid = $1) AND ($2::text IS NULL OR i.sop_instance_uid = $2)
      ON CONFLICT (sop_instance_uid, destination) DO UPDATE SET generation = e.generation + 1, status = 'queued', attempts = 0, last_error = NULL,
-       lease_until = NULL, next_attempt_at = NULL, queued_at = now(), delivered_at = NULL, commitment = NULL, updated_at = now()
+       lease_until = NULL, next_attempt_at = NULL, queued_at = now(), delivered_at = NULL, updated_at = now()
      RETURNING export_pk::text, generation, destination`,
     [scope.studyInstanceUid ?? null, scope.sopInstanceUid ?? null, destination],
   );

@@ -48,7 +48,6 @@ export {
   claimExports,
   renewLease,
   finishExports,
-  recordCommitment,
   findStrandedExports,
   listExports,
   retryExports,

@@ -33,10 +33,6 @@ CREATE TABLE export_request (
   queued_at             timestamptz NOT NULL DEFAULT now(),
   last_attempt_at       timestamptz,
   delivered_at          timestamptz,
-  -- Storage commitment asked of the destination after delivery: NULL (not asked), requested, committed,
-  -- failed.
-  commitment            text CONSTRAINT export_request_commitment_check CHECK (commitment IN ('requested', 'committed', 'failed')),
-  commitment_at         timestamptz,
   updated_at            timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT export_request_instance_destination_key UNIQUE (sop_instance_uid, destination)
 );
