@@ -371,3 +371,69 @@ describe('store-and-forward, cluster shape', () => {
     expect(filesFor(peers.IMAGEPACS.dir, st.sops)).toHaveLength(40);
   });
 });
+
+describe('store-and-forward, standalone shape', () => {
+  const work = mkdtempSync(path.join(tmpdir(), 'e2e-forward-standalone-'));
+  const dest: Storescp = { port: 0, dir: path.join(work, 'DEST') };
+  let portico: PorticoProcess;
+  let http: string;
+  let dimsePort: number;
+
+  beforeAll(async () => {
+    Object.assign(dest, { port: await freePort() });
+    startStorescp(dest, 'DEST');
+    const [httpPort, dimse, pgPort] = [await freePort(), await freePort(), await freePort()];
+    dimsePort = dimse;
+    http = `http://127.0.0.1:${httpPort}`;
+    writeFileSync(path.join(work, 'nodes.yml'), `nodes:\n  - { aeTitle: DEST, host: 127.0.0.1, port: ${dest.port} }\n`);
+    writeFileSync(path.join(work, 'routes.yml'), 'default: [DEST]\n');
+    portico = startPortico('standalone', {
+      PORTICO_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'e2e-forward-standalone-data-')),
+      PORTICO_HTTP_PORT: String(httpPort),
+      PORTICO_HTTP_HOST: '127.0.0.1',
+      PORTICO_DIMSE_PORT: String(dimsePort),
+      PORTICO_DIMSE_HOST: '127.0.0.1',
+      PORTICO_EMBEDDED_PG_PORT: String(pgPort),
+      PORTICO_VIEWER_ENABLED: 'false',
+      PORTICO_NODES_FILE: path.join(work, 'nodes.yml'),
+      PORTICO_ROUTES_FILE: path.join(work, 'routes.yml'),
+      PORTICO_ADMIN_TOKEN: ADMIN_TOKEN,
+    });
+    await waitForHttp(`${http}/readyz`, [portico], 120_000);
+  });
+
+  afterAll(async () => {
+    await portico?.stop();
+    await stopStorescp(dest);
+  });
+
+  it('forwards what it receives to the default route, byte for byte', async () => {
+    const dir = path.join(work, 'send');
+    mkdirSync(dir);
+    const study = testUid('fwd-standalone-study', 1);
+    const sops = Array.from({ length: 8 }, (_, i) => testUid('fwd-standalone-sop', i));
+    sops.forEach((sop, i) =>
+      writeFileSync(
+        path.join(dir, `${i}.dcm`),
+        syntheticInstance({ studyInstanceUid: study, seriesInstanceUid: testUid('fwd-standalone-series', 1), sopInstanceUid: sop, rows: 32, columns: 32 }),
+      ),
+    );
+    const r = await runTool('dcmsend', ['-nh', '+sd', '127.0.0.1', String(dimsePort), dir]);
+    expect(r.code, r.output).toBe(0);
+    await waitFor('delivery', async () => (filesFor(dest.dir, sops).length === 8 ? true : undefined), 60_000, 300).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n${portico.logs().slice(-4000)}`);
+    });
+    for (const [i, sop] of sops.entries()) {
+      const got = readFileSync(filesFor(dest.dir, [sop])[0]!);
+      const sent = readFileSync(path.join(dir, `${i}.dcm`));
+      expect(got.subarray(datasetOffset(got)).equals(sent.subarray(datasetOffset(sent)))).toBe(true);
+    }
+    const res = await fetch(`${http}/admin/status/${study}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const journey = (await res.json()) as Array<{ destinations: Array<{ destination: string; status: string; rule: string }> }>;
+    expect(journey).toHaveLength(8);
+    await waitFor('delivered rows', async () => {
+      const j = (await (await fetch(`${http}/admin/status/${study}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as typeof journey;
+      return j.every((x) => x.destinations[0]?.status === 'delivered' && x.destinations[0].rule === 'default') ? true : undefined;
+    });
+  });
+});
