@@ -448,13 +448,19 @@ async function orthancJ2kUnsupported(dir: string, sample: string): Promise<strin
     });
     const body = Buffer.from(await r.arrayBuffer());
     if (r.status === 200 && body.includes(Buffer.from(JPEG2000_LOSSLESS))) return undefined;
-    const answer = body.toString('utf8').replace(/\s+/g, ' ').slice(0, 300);
+    const text = body.toString('utf8');
+    let answer = text.replace(/\s+/g, ' ').slice(0, 200);
+    try {
+      answer = (JSON.parse(text) as { Details?: string }).Details ?? answer;
+    } catch {
+      // not JSON
+    }
     const version = toolText(which('Orthanc')!, ['--version']).split('\n')[0]?.trim() ?? 'Orthanc';
-    const plugins = await (await fetch(`${o.base}/plugins`)).text();
+    const plugins = (await (await fetch(`${o.base}/plugins`)).text()).replace(/\s+/g, '');
     return (
-      `${version} cannot write JPEG 2000: \`POST /instances/{id}/modify {"Transcode": "${JPEG2000_LOSSLESS}"}\` answered HTTP ${r.status} ${answer}. ` +
-      `Its built-in transcoder has DCMTK's codecs only (JPEG, JPEG-LS, RLE; DCMTK has no JPEG 2000 encoder) and no transcoding plugin is loaded (plugins: ${plugins.replace(/\s+/g, '')}); ` +
-      'JPEG 2000 needs the orthanc-gdcm plugin. Lua SendToModality takes no transfer syntax, and a destination that accepts only .90 makes Orthanc transcode only to syntaxes it can encode.'
+      `${version} cannot write JPEG 2000: \`POST /instances/{id}/modify\` with \`"Transcode": "${JPEG2000_LOSSLESS}"\` answered HTTP ${r.status} "${answer}". ` +
+      `Its built-in transcoder has DCMTK's codecs (DCMTK has no JPEG 2000 encoder) and no transcoding plugin is loaded (\`GET /plugins\`: ${plugins}); ` +
+      'JPEG 2000 would need the orthanc-gdcm plugin. Lua SendToModality has no transfer-syntax parameter, and Orthanc transcodes on C-STORE only to a syntax it can encode.'
     );
   } finally {
     await stopProc(o.proc);
@@ -639,7 +645,8 @@ function porticoClusterScenario(mode: Mode): ScenarioDef {
         };
         const migrate = await runTool(PORTICO_BIN, ['migrate'], { env: porticoEnv(common), signal: AbortSignal.timeout(120_000) });
         await writeFile(join(dir, 'migrate.log'), migrate.output);
-        if (migrate.code !== 0) throw new Error(`portico migrate exited with code ${migrate.code}:\n${migrate.output.trim().split('\n').slice(-20).join('\n')}`);
+        if (migrate.code !== 0)
+          throw new Error(`portico migrate exited with code ${migrate.code}:\n${migrate.output.trim().split('\n').slice(-20).join('\n')}`);
         // Consumers first, the edge last (as the CLI does inside one process); own ports for every role.
         let dimsePort = 0;
         for (const role of ['export', 'worker', 'dimse'] as const) {
@@ -651,7 +658,13 @@ function porticoClusterScenario(mode: Mode): ScenarioDef {
           // export and worker have no port to probe: their "portico ready" log line (level info) says it.
           await waitReady(
             procs,
-            async () => (role === 'dimse' ? tcpOpen(dimse) : readFile(p.logFile, 'utf8').then((t) => t.includes('"portico ready"'), () => false)),
+            async () =>
+              role === 'dimse'
+                ? tcpOpen(dimse)
+                : readFile(p.logFile, 'utf8').then(
+                    (t) => t.includes('"portico ready"'),
+                    () => false,
+                  ),
             `portico ${role}`,
           );
         }
@@ -700,7 +713,7 @@ function log(msg: string): void {
 
 /** Transfer syntax of every file, in one dcmdump run; a file dcmdump cannot read has none. */
 async function syntaxesOf(files: string[]): Promise<{ counts: Map<string, number>; unreadable: number; output: string }> {
-  const r = await runTool('dcmdump', ['-q', '-M', '+P', '0002,0010', ...files], { signal: AbortSignal.timeout(300_000), maxOutput: 4_000_000 });
+  const r = await runTool('dcmdump', ['-q', '-M', '-Un', '+P', '0002,0010', ...files], { signal: AbortSignal.timeout(300_000), maxOutput: 4_000_000 });
   const counts = new Map<string, number>();
   let read = 0;
   for (const m of r.output.matchAll(/\(0002,0010\) UI =?\[?([0-9.]+)/g)) {
@@ -710,7 +723,7 @@ async function syntaxesOf(files: string[]): Promise<{ counts: Map<string, number
   return { counts, unreadable: files.length - read, output: r.output };
 }
 
-/** Warnings and errors in a server log: Portico's pino level ≥ 40, Orthanc's W/E lines. */
+/** Warnings and errors in a server log: Portico's pino warn/error/fatal, Orthanc's E lines (it logs its start-up as W). */
 function logProblems(file: string): { count: number; first?: string } {
   let lines: string[];
   try {
@@ -718,7 +731,7 @@ function logProblems(file: string): { count: number; first?: string } {
   } catch {
     return { count: 0 };
   }
-  const bad = lines.filter((l) => /"level":(4|5|6)0/.test(l) || /^[WE]\d{4} /.test(l));
+  const bad = lines.filter((l) => /"level":("warn"|"error"|"fatal"|[456]0)/.test(l) || /^E\d{4} /.test(l));
   return { count: bad.length, ...(bad[0] ? { first: bad[0].slice(0, 400) } : {}) };
 }
 
@@ -790,11 +803,10 @@ async function runScenario(def: ScenarioDef, set: InstanceSet, root: string, tim
   const timer = setTimeout(() => ctl.abort(), timeoutMs);
   const report = join(dir, 'dcmsend-report.txt');
   const t0 = performance.now();
-  const send = runTool(
-    'dcmsend',
-    ['-nh', '+sd', '+r', '-aet', 'DCMSEND', '-aec', server.aet, '127.0.0.1', String(server.port), set.dir, '+crf', report],
-    { env: { ...process.env, TCP_NODELAY: '1' }, signal: ctl.signal },
-  ).then((r) => ({ ...r, seconds: (performance.now() - t0) / 1000 }));
+  const send = runTool('dcmsend', ['-nh', '+sd', '+r', '-aet', 'DCMSEND', '-aec', server.aet, '127.0.0.1', String(server.port), set.dir, '+crf', report], {
+    env: { ...process.env, TCP_NODELAY: '1' },
+    signal: ctl.signal,
+  }).then((r) => ({ ...r, seconds: (performance.now() - t0) / 1000 }));
   let sent: (ToolResult & { seconds: number }) | undefined;
   void send.then((r) => (sent = r));
   let got: string[] = [];
@@ -814,7 +826,9 @@ async function runScenario(def: ScenarioDef, set: InstanceSet, root: string, tim
     }
     if (now - lastLog > 5000) {
       lastLog = now;
-      log(`${def.id}: ${got.length} of ${set.count} at the destination after ${((now - t0) / 1000).toFixed(1)} s${sent ? ` (dcmsend done in ${sent.seconds.toFixed(1)} s)` : ''}`);
+      log(
+        `${def.id}: ${got.length} of ${set.count} at the destination after ${((now - t0) / 1000).toFixed(1)} s${sent ? ` (dcmsend done in ${sent.seconds.toFixed(1)} s)` : ''}`,
+      );
     }
     await sleep(POLL_MS);
   }
@@ -838,18 +852,24 @@ async function runScenario(def: ScenarioDef, set: InstanceSet, root: string, tim
     const { counts, unreadable, output } = await syntaxesOf(files);
     res.syntaxes = counts;
     const want = def.mode === 'j2k' ? JPEG2000_LOSSLESS : EXPLICIT_LE;
-    if (unreadable > 0) res.errors.push(`dcmdump could not read ${unreadable} of ${files.length} delivered files: ${output.split('\n').find((l) => /E:|error/i.test(l)) ?? ''}`);
+    if (unreadable > 0)
+      res.errors.push(`dcmdump could not read ${unreadable} of ${files.length} delivered files: ${output.split('\n').find((l) => /E:|error/i.test(l)) ?? ''}`);
     const wrong = [...counts].filter(([ts]) => ts !== want);
     if (wrong.length) res.errors.push(`delivered in ${wrong.map(([ts, n]) => `${ts} (${n})`).join(', ')}; expected ${want}`);
     if (def.mode === 'j2k' && files.length > 0) {
       // The issue's spot check, on a few files, as an operator would type it.
-      const spot = await runTool('dcmdump', ['-M', '+P', '0002,0010', ...files.slice(0, 3)], { signal: AbortSignal.timeout(60_000) });
-      res.notes.push(`${def.id}: \`dcmdump -M +P 0002,0010\` on 3 delivered files: ${spot.output.trim().split('\n').map((l) => l.trim()).join(' / ')}`);
+      const spot = await runTool('dcmdump', ['-M', '-Un', '+P', '0002,0010', ...files.slice(0, 3)], { signal: AbortSignal.timeout(60_000) });
+      const lines = spot.output
+        .split('\n')
+        .map((l) => l.replace(/\s+#.*$/, '').trim())
+        .filter(Boolean);
+      res.notes.push(`${def.id}: \`dcmdump -M -Un +P 0002,0010\` on 3 delivered files: ${lines.join(' / ')}`);
     }
   }
   const logs = server.procs.map((p) => ({ p, problems: logProblems(p.logFile) }));
   for (const { p, problems } of logs) {
-    if (problems.count) res.notes.push(`${def.id}: ${problems.count} warning/error lines in the ${p.role} log; first: \`${problems.first?.replace(/`/g, "'")}\``);
+    if (problems.count)
+      res.notes.push(`${def.id}: ${problems.count} warning/error lines in the ${p.role} log; first: \`${problems.first?.replace(/`/g, "'")}\``);
   }
   for (const p of server.procs.filter((x) => x.role.startsWith('portico'))) {
     const b = exportBatches(p.logFile);
@@ -958,7 +978,13 @@ function machineFacts(): Array<[string, string]> {
     ['memory', `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`],
     ['kernel', `${os.type()} ${os.release()}`],
     ['node', process.version],
-    ['dcmtk', toolText('dcmsend', ['--version']).split('\n')[0]?.replace(/^\$dcmtk:\s*/, '').replace(/\s*\$$/, '') ?? '?'],
+    [
+      'dcmtk',
+      toolText('dcmsend', ['--version'])
+        .split('\n')[0]
+        ?.replace(/^\$dcmtk:\s*/, '')
+        .replace(/\s*\$$/, '') ?? '?',
+    ],
     ['Orthanc', which('Orthanc') ? (toolText(which('Orthanc')!, ['--version']).split('\n')[0]?.trim() ?? '?') : 'not found'],
     ['Portico commit', commit ? `${commit}${dirty}` : '?'],
   ];
