@@ -67,7 +67,8 @@ Options:
   --instances N      instances in the set (default 500)
   --only LIST        comma-separated subset of:
                      ${SCENARIOS.join(', ')}
-                     (a prefix selects several: --only portico-standalone)
+                     (a name selects that scenario; a word that is no name but starts
+                     names selects those: --only portico)
   --timeout-s S      per-scenario limit from dcmsend start to the last file delivered (default 300)
   --keep             keep the temp folder (instances, data, destination files, logs)
   -h, --help         this help
@@ -1033,7 +1034,7 @@ async function main(): Promise<number> {
     process.stderr.write(`unknown scenario(s): ${unknown.join(', ')}; choose from ${SCENARIOS.join(', ')}\n`);
     return 2;
   }
-  // An exact name selects that scenario; a prefix ("portico-standalone") also selects its variants.
+  // A scenario name selects that scenario; a word that is no name but starts names ("portico") selects those.
   const selected = SCENARIOS.filter((s) => wanted.some((w) => s === w || (!SCENARIOS.includes(w as ScenarioId) && s.startsWith(`${w}-`))));
   keepTmp = values.keep;
 
