@@ -12,7 +12,7 @@ else
   export PATH := $(NODE_BIN):$(PATH)
 endif
 
-.PHONY: help node deps viewer run test test-unit test-integration test-e2e lint typecheck generate check-generated bench bench-qr clean
+.PHONY: help node deps viewer run test test-unit test-integration test-e2e lint typecheck generate check-generated bench bench-qr bench-forward clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -90,6 +90,9 @@ bench: deps ## ingest benchmark side by side with Orthanc and storescp (see benc
 
 bench-qr: deps ## C-FIND / C-MOVE / C-GET benchmark side by side with Orthanc (see bench/README.md)
 	node bench/query-retrieve.ts
+
+bench-forward: deps ## store-and-forward benchmark side by side with Orthanc auto-forwarding (see bench/README.md)
+	node bench/forward.ts
 
 clean:
 	rm -rf node_modules .node dist-types .viewer

@@ -5,8 +5,7 @@
  * Portico moves a study to Orthanc. CI installs Orthanc (.ci/run); without it this file fails.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '@portico/config';
@@ -15,13 +14,12 @@ import { openObjectStore } from '@portico/storage';
 import { openJobQueues, type JobQueues, type JobWorkers } from '@portico/jobs';
 import { migrate, openDb, type Db } from '@portico/db';
 import { startWorker } from '@portico/worker';
-import { createTestDatabase, freePort, run, syntheticInstance, testUid } from '@portico/testing';
+import { createTestDatabase, freePort, run, startOrthanc, syntheticInstance, testUid, type TestOrthanc } from '@portico/testing';
 import { startDimseServer, type DimseServer } from './scp.ts';
 import { waitForRows } from './test-support.ts';
 
 const log = createLogger({ service: 'orthanc-peer-test', level: process.env['PORTICO_TEST_LOG_LEVEL'] ?? 'silent' });
 const env = { TCP_NODELAY: '1' };
-const ORTHANC = ['/usr/sbin/Orthanc', '/usr/bin/Orthanc'].find((p) => existsSync(p));
 const N = 4;
 const study = testUid('orthanc-peer-study', 1);
 const series = testUid('orthanc-peer-series', 1);
@@ -36,7 +34,7 @@ describe('Orthanc as a peer', () => {
   let db: Db;
   let queues: JobQueues;
   let workers: JobWorkers;
-  let orthanc: ChildProcess;
+  let orthanc: TestOrthanc | undefined;
   let orthancUrl: string;
   let drop: () => Promise<void>;
   const work = mkdtempSync(path.join(tmpdir(), 'orthanc-peer-'));
@@ -50,24 +48,10 @@ describe('Orthanc as a peer', () => {
   };
 
   beforeAll(async () => {
-    if (!ORTHANC) throw new Error('Orthanc is not installed (apt-get install orthanc); .ci/run installs it');
-    const [dimsePort, orthancDicom, orthancHttp] = [await freePort(), await freePort(), await freePort()];
-    orthancUrl = `http://127.0.0.1:${orthancHttp}`;
-    const config = {
-      Name: 'portico-peer-test',
-      StorageDirectory: path.join(work, 'orthanc-storage'),
-      IndexDirectory: path.join(work, 'orthanc-index'),
-      DicomAet: 'ORTHANC',
-      DicomPort: orthancDicom,
-      HttpPort: orthancHttp,
-      RemoteAccessAllowed: false,
-      AuthenticationEnabled: false,
-      DicomCheckCalledAet: false,
-      DicomModalities: { portico: ['PORTICO', '127.0.0.1', dimsePort] },
-      Plugins: [],
-    };
-    writeFileSync(path.join(work, 'orthanc.json'), JSON.stringify(config));
-    orthanc = spawn(ORTHANC, [path.join(work, 'orthanc.json')], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    const dimsePort = await freePort();
+    orthanc = await startOrthanc({ dir: path.join(work, 'orthanc'), modalities: { portico: ['PORTICO', '127.0.0.1', dimsePort] } });
+    orthancUrl = orthanc.url;
+    const orthancDicom = orthanc.dicomPort;
 
     const testDb = await createTestDatabase();
     drop = testDb.drop;
@@ -106,19 +90,10 @@ describe('Orthanc as a peer', () => {
     const r = await run('dcmsend', ['-nh', '+sd', '127.0.0.1', String(dimsePort), files, '-aec', 'PORTICO'], { env });
     expect(r.code, r.stderr).toBe(0);
     await waitForRows(db, 'instance', N);
-    for (const until = Date.now() + 60_000; ;) {
-      const ok = await fetch(`${orthancUrl}/system`).then(
-        (x) => x.ok,
-        () => false,
-      );
-      if (ok) break;
-      if (Date.now() > until) throw new Error('Orthanc did not start');
-      await new Promise((res) => setTimeout(res, 200));
-    }
   });
 
   afterAll(async () => {
-    orthanc?.kill();
+    orthanc?.stop();
     await server?.close(1000);
     await workers?.close();
     await queues?.close();

@@ -22,6 +22,7 @@
  * an A-ABORT (PS3.8 §9.3.8): the partial object is removed.
  */
 import type { StoreSink } from './c-store.ts';
+import { commandElement, padded, us } from './store-scu.ts';
 
 const PDATA_TF = 0x04;
 /** C-STORE-RQ and C-STORE-RSP command fields (PS3.7 Table E.1-1). */
@@ -70,24 +71,7 @@ export function parseCommand(command: Buffer): DimseCommand {
   return { commandField, messageId, hasDataSet: dataSetType !== NO_DATA_SET, affectedSopClassUid, affectedSopInstanceUid };
 }
 
-function element(tag: number, value: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(8 + value.length);
-  out.writeUInt16LE(0x0000, 0);
-  out.writeUInt16LE(tag, 2);
-  out.writeUInt32LE(value.length, 4);
-  value.copy(out, 8);
-  return out;
-}
-const us = (v: number): Buffer => {
-  const b = Buffer.allocUnsafe(2);
-  b.writeUInt16LE(v);
-  return b;
-};
-/** A string value padded to even length (UI with NUL, LO with a space: PS3.5 §6.2). */
-const padded = (v: string, pad: number): Buffer => {
-  const b = Buffer.from(v, 'latin1');
-  return b.length % 2 === 0 ? b : Buffer.concat([b, Buffer.from([pad])]);
-};
+const element = commandElement;
 
 /**
  * The C-STORE-RSP (PS3.7 §9.3.1.2) in one P-DATA-TF PDU with one command PDV: Affected SOP Class UID,

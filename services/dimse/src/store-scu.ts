@@ -84,7 +84,7 @@ export class PdvCutter {
 }
 
 /** One element of an Implicit VR Little Endian command set (PS3.7 Annex E). */
-function commandElement(element: number, value: Buffer): Buffer {
+export function commandElement(element: number, value: Buffer): Buffer {
   const out = Buffer.allocUnsafe(8 + value.length);
   out.writeUInt16LE(0x0000, 0);
   out.writeUInt16LE(element, 2);
@@ -92,12 +92,14 @@ function commandElement(element: number, value: Buffer): Buffer {
   value.copy(out, 8);
   return out;
 }
-const us = (v: number): Buffer => {
-  const b = Buffer.alloc(2);
+/** A US value. */
+export const us = (v: number): Buffer => {
+  const b = Buffer.allocUnsafe(2);
   b.writeUInt16LE(v);
   return b;
 };
-const padded = (v: string, pad: number): Buffer => {
+/** A string value padded to even length (UI with NUL, AE/LO with a space: PS3.5 §6.2). */
+export const padded = (v: string, pad: number): Buffer => {
   const b = Buffer.from(v, 'latin1');
   return b.length % 2 === 0 ? b : Buffer.concat([b, Buffer.from([pad])]);
 };

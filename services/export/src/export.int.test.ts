@@ -6,7 +6,7 @@
  * reconciler rebuilding a queue that lost its jobs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,10 +17,9 @@ import { openJobQueues, type JobQueues, type JobWorkers } from '@portico/jobs';
 import { cancelExports, listExports, migrate, openDb, replayExports, retryExports, type Db, type ExportPlan, type ExportStatus } from '@portico/db';
 import { startWorker, type IndexedInstance } from '@portico/worker';
 import { startDimseServer, type DimseServer } from '@portico/dimse';
-import { corpusDir, corpusManifest, createTestDatabase, freePort, run, syntheticInstance, testUid } from '@portico/testing';
+import { corpusDir, corpusManifest, createTestDatabase, freePort, run, startOrthanc, syntheticInstance, testUid, type TestOrthanc } from '@portico/testing';
 import { startExport, type ExportService } from './main.ts';
 
-const ORTHANC = ['/usr/sbin/Orthanc', '/usr/bin/Orthanc'].find((p) => existsSync(p));
 const log = createLogger({ service: 'export-test', level: process.env['PORTICO_TEST_LOG_LEVEL'] ?? 'silent' });
 const env = { TCP_NODELAY: '1' };
 
@@ -82,7 +81,7 @@ describe('store-and-forward to DIMSE destinations', () => {
   let drop: () => Promise<void>;
   const work = mkdtempSync(path.join(tmpdir(), 'export-'));
   const peers: Record<string, Peer> = {};
-  let orthanc: ChildProcess | undefined;
+  let orthanc: TestOrthanc | undefined;
   let orthancUrl = '';
   /** The test's routes: where each instance goes, decided on its study or SOP Instance UID. */
   const routeTable = new Map<string, ExportPlan[]>();
@@ -145,25 +144,9 @@ describe('store-and-forward to DIMSE destinations', () => {
     // Accepts uncompressed syntaxes only: compressed instances must go out decompressed.
     startStorescp(peers['NOJPEG']!, 'NOJPEG');
     // Orthanc as a DIMSE destination (CI installs it; without it this file fails).
-    if (!ORTHANC) throw new Error('Orthanc is not installed (apt-get install orthanc); .ci/run installs it');
-    const [orthancDicom, orthancHttp] = [await freePort(), await freePort()];
-    orthancUrl = `http://127.0.0.1:${orthancHttp}`;
-    writeFileSync(
-      path.join(work, 'orthanc.json'),
-      JSON.stringify({
-        Name: 'export-test',
-        StorageDirectory: path.join(work, 'orthanc-storage'),
-        IndexDirectory: path.join(work, 'orthanc-index'),
-        DicomAet: 'ORTHANC',
-        DicomPort: orthancDicom,
-        HttpPort: orthancHttp,
-        RemoteAccessAllowed: false,
-        AuthenticationEnabled: false,
-        DicomCheckCalledAet: false,
-        Plugins: [],
-      }),
-    );
-    orthanc = spawn(ORTHANC, [path.join(work, 'orthanc.json')], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    orthanc = await startOrthanc({ dir: path.join(work, 'orthanc') });
+    orthancUrl = orthanc.url;
+    const orthancDicom = orthanc.dicomPort;
     const nodesFile = path.join(work, 'nodes.yml');
     writeFileSync(
       nodesFile,
@@ -199,7 +182,7 @@ describe('store-and-forward to DIMSE destinations', () => {
   });
 
   afterAll(async () => {
-    orthanc?.kill();
+    orthanc?.stop();
     await server?.close(1000);
     await exporter?.close();
     await workers?.close();

@@ -20,3 +20,5 @@ export { startS3 } from './s3.ts';
 export type { TestS3 } from './s3.ts';
 export { syntheticHeader, syntheticInstance, syntheticStream, testUid } from './synthetic.ts';
 export type { SyntheticOptions } from './synthetic.ts';
+export { startOrthanc, ORTHANC_BINARY } from './orthanc.ts';
+export type { TestOrthanc } from './orthanc.ts';
