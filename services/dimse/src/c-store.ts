@@ -82,6 +82,10 @@ export class StoreSink {
       sopInstanceUid: command.sopInstanceUid,
       transferSyntaxUid: command.transferSyntaxUid,
       sourceApplicationEntityTitle: ctx.callingAeTitle,
+      // How it arrived, kept with the bytes: routing needs it even when the ingest job (which also
+      // carries it) is lost and the reconciler re-ingests the staged object.
+      sendingApplicationEntityTitle: ctx.callingAeTitle,
+      receivingApplicationEntityTitle: ctx.calledAeTitle,
     });
     this.storeBody.write(meta);
     this.parseBody.write(meta);

@@ -29,6 +29,10 @@ export interface FileMetaInformation {
   datasetOffset: number;
   /** (0002,0016) */
   sourceApplicationEntityTitle?: string;
+  /** (0002,0017): the AE that sent the instance to the one that wrote this group */
+  sendingApplicationEntityTitle?: string;
+  /** (0002,0018): the AE title the instance was sent to (the Called AE Title of the association) */
+  receivingApplicationEntityTitle?: string;
   /** (0002,0012) */
   implementationClassUid?: string;
   /** (0002,0013) */
@@ -41,6 +45,10 @@ export interface WriteFileMetaOptions {
   transferSyntaxUid: string;
   /** AE title of the sender, recorded as (0002,0016) Source Application Entity Title */
   sourceApplicationEntityTitle?: string;
+  /** (0002,0017) Sending Application Entity Title: the calling AE of the association it came on */
+  sendingApplicationEntityTitle?: string;
+  /** (0002,0018) Receiving Application Entity Title: the called AE of that association */
+  receivingApplicationEntityTitle?: string;
 }
 
 /**
@@ -94,13 +102,18 @@ export function writeFileMetaInformation(opts: WriteFileMetaOptions): Buffer {
     element(0x00020012, 'UI', padded(PORTICO_IMPLEMENTATION_CLASS_UID, '\0')),
     element(0x00020013, 'SH', padded(PORTICO_IMPLEMENTATION_VERSION_NAME, ' ')),
   ];
-  const ae = opts.sourceApplicationEntityTitle?.trim();
-  if (ae !== undefined && ae !== '') {
+  for (const [tag, name] of [
+    [0x00020016, 'sourceApplicationEntityTitle'],
+    [0x00020017, 'sendingApplicationEntityTitle'],
+    [0x00020018, 'receivingApplicationEntityTitle'],
+  ] as const) {
+    const ae = opts[name]?.trim();
+    if (ae === undefined || ae === '') continue;
     // AE: 16 characters of the default repertoire, no backslash or control characters (PS3.5 Table 6.2-1).
     if (ae.length > 16 || !/^[\x20-\x5b\x5d-\x7e]+$/.test(ae)) {
-      throw new RangeError(`sourceApplicationEntityTitle is not a valid AE title: ${JSON.stringify(ae)}`);
+      throw new RangeError(`${name} is not a valid AE title: ${JSON.stringify(ae)}`);
     }
-    elements.push(element(0x00020016, 'AE', padded(ae, ' ')));
+    elements.push(element(tag, 'AE', padded(ae, ' ')));
   }
   const groupBody = Buffer.concat(elements);
   const groupLength = Buffer.alloc(4);
@@ -275,6 +288,10 @@ function toMeta(values: Map<number, Buffer>, datasetOffset: number): FileMetaInf
   };
   const ae = text(0x00020016);
   if (ae) meta.sourceApplicationEntityTitle = ae;
+  const sending = text(0x00020017);
+  if (sending) meta.sendingApplicationEntityTitle = sending;
+  const receiving = text(0x00020018);
+  if (receiving) meta.receivingApplicationEntityTitle = receiving;
   const implClass = text(0x00020012);
   if (implClass) meta.implementationClassUid = implClass;
   const implVersion = text(0x00020013);

@@ -89,7 +89,8 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
     return fail(new PorticoError('UNSUPPORTED_MEDIA_TYPE', `part ${part.index} is ${partType}; STOW-RS stores application/dicom parts only`));
   }
 
-  const stagingKey = `staging/${randomUUID()}.dcm`;
+  // "stow-": how it arrived stays known if its ingest job is lost and the reconciler re-ingests it.
+  const stagingKey = `staging/stow-${randomUUID()}.dcm`;
   const storeSink = new Sink();
   const parseSink = new Sink();
   let markVisible!: () => void;

@@ -59,6 +59,25 @@ export function instanceKey(studyUid: string, seriesUid: string, sopUid: string)
 
 export type IngestOutcome = 'inserted' | 'replaced' | 'stale' | 'gone';
 
+/**
+ * How a staged object arrived, when its job was lost and the reconciler re-ingests it ('import'): STOW-RS
+ * parts are staged as `staging/stow-<uuid>.dcm`; DIMSE receptions carry the association's calling and
+ * called AE titles in their File Meta group ((0002,0017) Sending, (0002,0018) Receiving Application Entity
+ * Title). Routing by AE title or source keeps working for them.
+ */
+export function recoveredArrival(
+  stagingKey: string,
+  parsed: Pick<ParsedInstance, 'fileMeta'>,
+): Pick<IngestInstancePayload, 'source' | 'callingAeTitle' | 'calledAeTitle'> {
+  if (/(^|\/)stow-[^/]*$/.test(stagingKey)) return { source: 'stow-rs' };
+  const meta = parsed.fileMeta;
+  if (meta?.receivingApplicationEntityTitle) {
+    const calling = meta.sendingApplicationEntityTitle ?? meta.sourceApplicationEntityTitle;
+    return { source: 'dimse', calledAeTitle: meta.receivingApplicationEntityTitle, ...(calling ? { callingAeTitle: calling } : {}) };
+  }
+  return { source: 'import' };
+}
+
 export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePayload): Promise<IngestOutcome> {
   const { db, store } = deps;
   // Created only when something is logged: a pino child with redaction costs ~30 µs, per instance.
@@ -119,13 +138,14 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
   }
   const attrs = { ...indexAttributes(parsed), StudyInstanceUID: uids.study, SeriesInstanceUID: uids.series };
   const finalKey = instanceKey(uids.study, uids.series, parsed.sopInstanceUid);
+  const arrival = payload.source === 'import' ? recoveredArrival(payload.stagingKey, parsed) : payload;
   const indexed: IndexedInstance = {
     sopInstanceUid: parsed.sopInstanceUid,
     studyInstanceUid: uids.study,
     json,
-    source: payload.source,
-    ...(payload.callingAeTitle ? { callingAeTitle: payload.callingAeTitle } : {}),
-    ...(payload.calledAeTitle ? { calledAeTitle: payload.calledAeTitle } : {}),
+    source: arrival.source,
+    ...(arrival.callingAeTitle ? { callingAeTitle: arrival.callingAeTitle } : {}),
+    ...(arrival.calledAeTitle ? { calledAeTitle: arrival.calledAeTitle } : {}),
     receivedAt: new Date(payload.receivedAt),
   };
   const plans = deps.routing?.plan(indexed) ?? [];
@@ -147,9 +167,9 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
       pixelDataEncapsulated: parsed.pixelData?.encapsulated ?? false,
       objectKey: finalKey,
       objectSize: stat.size,
-      source: payload.source,
-      callingAeTitle: payload.callingAeTitle,
-      calledAeTitle: payload.calledAeTitle,
+      source: arrival.source,
+      callingAeTitle: arrival.callingAeTitle,
+      calledAeTitle: arrival.calledAeTitle,
       receivedAt: new Date(payload.receivedAt),
     },
     // Copied, not moved, inside the transaction: until the commit the staged object stays where the
