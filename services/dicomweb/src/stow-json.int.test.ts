@@ -65,7 +65,10 @@ async function takeApart(name: string, id: string, frameType?: string): Promise<
   const parts: Part[] = [];
   for (const [p, range] of Object.entries(parsed.bulkData)) {
     if (p === '7FE00010' && parsed.pixelData?.encapsulated) continue;
-    parts.push({ headers: { 'Content-Type': 'application/octet-stream', 'Content-Location': `${BULK}${id}/${p}` }, body: file.subarray(range!.offset, range!.offset + range!.length) });
+    parts.push({
+      headers: { 'Content-Type': 'application/octet-stream', 'Content-Location': `${BULK}${id}/${p}` },
+      body: file.subarray(range!.offset, range!.offset + range!.length),
+    });
   }
   if (parsed.pixelData?.encapsulated) {
     for (const frame of parsed.pixelData.frames) {
@@ -138,7 +141,13 @@ describe('STOW-RS application/dicom+json + bulk data', () => {
     ct.json['00100010'] = { vr: 'PN', Value: [{ Alphabetic: 'Müller^Jürgen', Ideographic: '山田^太郎', Phonetic: 'やまだ^たろう' }] };
     ct.json['00081115'] = {
       vr: 'SQ',
-      Value: [{ '00081150': { vr: 'UI', Value: ['1.2.840.10008.3.1.2.3.3'] }, '00081155': { vr: 'UI', Value: ['1.2.3.4.5.6'] }, '00081160': { vr: 'IS', Value: [3, 4] } }],
+      Value: [
+        {
+          '00081150': { vr: 'UI', Value: ['1.2.840.10008.3.1.2.3.3'] },
+          '00081155': { vr: 'UI', Value: ['1.2.3.4.5.6'] },
+          '00081160': { vr: 'IS', Value: [3, 4] },
+        },
+      ],
     };
     const { res, json } = await stowJson([ct.json, rgb.json], [...ct.parts, ...rgb.parts]);
     expect(res.statusCode, res.body).toBe(200);
@@ -164,7 +173,11 @@ describe('STOW-RS application/dicom+json + bulk data', () => {
     expect(meta!['00080005']).toEqual({ vr: 'CS', Value: ['ISO_IR 192'] });
     expect(meta!['00100010']!.Value).toEqual([{ Alphabetic: 'Müller^Jürgen', Ideographic: '山田^太郎', Phonetic: 'やまだ^たろう' }]);
     expect(meta!['00081115']!.Value).toEqual([
-      { '00081150': { vr: 'UI', Value: ['1.2.840.10008.3.1.2.3.3'] }, '00081155': { vr: 'UI', Value: ['1.2.3.4.5.6'] }, '00081160': { vr: 'IS', Value: [3, 4] } },
+      {
+        '00081150': { vr: 'UI', Value: ['1.2.840.10008.3.1.2.3.3'] },
+        '00081155': { vr: 'UI', Value: ['1.2.3.4.5.6'] },
+        '00081160': { vr: 'IS', Value: [3, 4] },
+      },
     ]);
     // numbers stay numbers: DS Pixel Spacing, US Rows
     expect(meta!['00280030']!.Value).toEqual(ct.json['00280030']!.Value);
@@ -236,7 +249,11 @@ describe('STOW-RS application/dicom+json + bulk data', () => {
       ...(() => {
         const b = newBoundary();
         const broken = Buffer.concat([partHead(b, 0, { 'Content-Type': 'application/dicom+json' }), Buffer.from('[{"00080016":'), closeDelimiter(b, 1)]);
-        const onlyBulk = Buffer.concat([partHead(b, 0, { 'Content-Type': 'application/octet-stream', 'Content-Location': 'x' }), Buffer.from('ab'), closeDelimiter(b, 1)]);
+        const onlyBulk = Buffer.concat([
+          partHead(b, 0, { 'Content-Type': 'application/octet-stream', 'Content-Location': 'x' }),
+          Buffer.from('ab'),
+          closeDelimiter(b, 1),
+        ]);
         const ct = `multipart/related; type="application/dicom+json"; boundary=${b}`;
         return [
           [ct, broken, 400, /metadata part 1 is not valid JSON/],

@@ -85,13 +85,18 @@ describe('buildInstance', () => {
     expect(bot.readUInt32LE(4)).toBe(8);
     expect([bot.readUInt32LE(8), bot.readUInt32LE(12)]).toEqual([0, 14]);
     // without transfer-syntax the media type's default applies (PS3.18 Table 8.7.3-5)
-    const dflt = buildInstance({ ...base, '7FE00010': { vr: 'OB', BulkDataURI: 'f' } }, new Map([['f', [{ mediaType: { type: 'image/jls', params: {} }, body: f1 }]]]));
+    const dflt = buildInstance(
+      { ...base, '7FE00010': { vr: 'OB', BulkDataURI: 'f' } },
+      new Map([['f', [{ mediaType: { type: 'image/jls', params: {} }, body: f1 }]]]),
+    );
     expect(dflt.transferSyntaxUid).toBe('1.2.840.10008.1.2.4.80');
   });
 
   it('refuses what it cannot encode, naming the attribute', () => {
     expect(code(() => buildInstance({ '00080016': base['00080016'] }, new Map()))).toMatch(/^MISSING_ATTRIBUTE .*SOPInstanceUID/);
-    expect(code(() => buildInstance({ ...base, '7FE00010': { vr: 'OW', BulkDataURI: 'nope' } }, new Map()))).toMatch(/^CANNOT_UNDERSTAND 7FE00010: no bulk data part/);
+    expect(code(() => buildInstance({ ...base, '7FE00010': { vr: 'OW', BulkDataURI: 'nope' } }, new Map()))).toMatch(
+      /^CANNOT_UNDERSTAND 7FE00010: no bulk data part/,
+    );
     expect(code(() => buildInstance({ ...base, '00280010': { vr: 'US', Value: ['x'] } }, new Map()))).toMatch(/^CANNOT_UNDERSTAND 00280010/);
     expect(code(() => buildInstance({ ...base, '00280010': { vr: 'US', Value: [70000] } }, new Map()))).toMatch(/out of range/);
     expect(code(() => buildInstance({ ...base, x: { vr: 'US' } }, new Map()))).toMatch(/not a tag/);
@@ -101,9 +106,14 @@ describe('buildInstance', () => {
     const frames = { ...base, '00280008': { vr: 'IS', Value: [3] }, '7FE00010': { vr: 'OB', BulkDataURI: 'f' } };
     const one = new Map([['f', [{ mediaType: { type: 'image/jpeg', params: {} }, body: Buffer.from([1]) }]]]);
     expect(code(() => buildInstance(frames, one))).toMatch(/one part per frame: 1 parts for 3 frames/);
-    expect(code(() => buildInstance({ ...base, '7FE00010': { vr: 'OB', BulkDataURI: 'f' } }, new Map([['f', [{ mediaType: { type: 'image/png', params: {} }, body: Buffer.from([1]) }]]])))).toMatch(
-      /without a transfer-syntax/,
-    );
+    expect(
+      code(() =>
+        buildInstance(
+          { ...base, '7FE00010': { vr: 'OB', BulkDataURI: 'f' } },
+          new Map([['f', [{ mediaType: { type: 'image/png', params: {} }, body: Buffer.from([1]) }]]]),
+        ),
+      ),
+    ).toMatch(/without a transfer-syntax/);
   });
 });
 

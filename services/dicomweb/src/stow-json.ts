@@ -257,7 +257,8 @@ function toElement(ctx: BuildContext, tag: string, el: unknown, path: string, to
       const ts = [...syntaxes][0];
       if (ts === '') throw bad(path, `bulk data of type ${parts[0]!.mediaType.type} without a transfer-syntax parameter`);
       if (ts !== undefined) {
-        if (!UID.test(ts) || ts === '1.2.840.10008.1.2.2' || ts === '1.2.840.10008.1.2.1.99') throw bad(path, `transfer syntax ${ts} is not an encapsulated syntax`);
+        if (!UID.test(ts) || ts === '1.2.840.10008.1.2.2' || ts === '1.2.840.10008.1.2.1.99')
+          throw bad(path, `transfer syntax ${ts} is not an encapsulated syntax`);
         if (parts.length !== ctx.numberOfFrames) {
           throw bad(path, `compressed Pixel Data needs one part per frame: ${parts.length} parts for ${ctx.numberOfFrames} frames`);
         }

@@ -295,7 +295,13 @@ async function storeMetadataAndBulk(
     const read = collect(part.body);
     read.catch(() => undefined);
     received.push(
-      read.then((b) => ({ index: part.index, mediaType: mt?.type ?? '(malformed)', params: { ...mt?.params }, location: header('content-location')?.trim(), body: b })),
+      read.then((b) => ({
+        index: part.index,
+        mediaType: mt?.type ?? '(malformed)',
+        params: { ...mt?.params },
+        location: header('content-location')?.trim(),
+        body: b,
+      })),
     );
   });
   const parts = await Promise.all(received);
@@ -410,7 +416,11 @@ export async function stowRoutes(app: FastifyInstance, deps: RouteDeps): Promise
     if (outcomes.length === 0)
       throw new PorticoError(
         'BAD_REQUEST',
-        result.complete ? (jsonForm ? 'the metadata holds no data sets' : 'the multipart request holds no parts') : 'no multipart parts found (wrong boundary?)',
+        result.complete
+          ? jsonForm
+            ? 'the metadata holds no data sets'
+            : 'the multipart request holds no parts'
+          : 'no multipart parts found (wrong boundary?)',
       );
 
     const status = stowStatus(outcomes);
