@@ -72,12 +72,20 @@ describe('buildInstance', () => {
     const f1 = Buffer.from([0xff, 0xd8, 1, 0xff, 0xd9]);
     const f2 = Buffer.from([0xff, 0xd8, 2, 3, 0xff, 0xd9]);
     const jpeg = (body: Buffer): BulkPart => ({ mediaType: { type: 'image/jpeg', params: { 'transfer-syntax': '1.2.840.10008.1.2.4.50' } }, body });
-    const ds = { ...base, '00280008': { vr: 'IS', Value: [2] }, '7FE00010': { vr: 'OB', BulkDataURI: 'f' } };
+    const ds = {
+      ...base,
+      '00280008': { vr: 'IS', Value: [2] },
+      '7FE00001': { vr: 'OV', InlineBinary: Buffer.alloc(16).toString('base64') },
+      '7FE00002': { vr: 'OV', InlineBinary: Buffer.alloc(16).toString('base64') },
+      '7FE00010': { vr: 'OB', BulkDataURI: 'f' },
+    };
     const built = buildInstance(ds, new Map([['f', [jpeg(f1), jpeg(f2)]]]));
     expect(built.transferSyntaxUid).toBe('1.2.840.10008.1.2.4.50');
     const parsed = await parseInstance(Readable.from([built.bytes]));
     expect(parsed.transferSyntaxUid).toBe('1.2.840.10008.1.2.4.50');
     expect(parsed.pixelData!.encapsulated).toBe(true);
+    expect(parsed.json['7FE00001']).toBeUndefined();
+    expect(parsed.json['7FE00002']).toBeUndefined();
     const frames = parsed.pixelData!.frames.map((ranges) => Buffer.concat(ranges.map((r) => built.bytes.subarray(r.offset, r.offset + r.length))));
     expect(frames.map((f) => f.subarray(0, f.lastIndexOf(0xd9) + 1))).toEqual([f1, f2]);
     // Basic Offset Table: item tag, length 8, offsets 0 and 8 + 6 (5 bytes padded)

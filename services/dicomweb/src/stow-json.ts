@@ -16,7 +16,8 @@
  *   InlineBinary (base64, little endian: PS3.18 §F.2.7) or BulkDataURI, sequences recursively. The element
  *   writer is the one the export transform uses (`writeDataset` of @portico/imaging): tag order, odd
  *   lengths padded, sequences of undefined length, group 0002 and group lengths left out (the File Meta
- *   group is written by `writeFileMetaInformation`).
+ *   group is written by `writeFileMetaInformation`), and so are Data Set Trailing Padding and an Extended
+ *   Offset Table (PS3.5 §A.4: it would describe the sender's fragments, not ours).
  * Everything that cannot be encoded is a PorticoError CANNOT_UNDERSTAND (0xC000) or MISSING_ATTRIBUTE
  * naming the tag, never the value (details reach logs).
  */
@@ -326,7 +327,9 @@ export function buildInstance(ds: unknown, bulk: BulkParts): BuiltInstance {
     utf8,
     numberOfFrames: typeof frames === 'number' && frames > 0 ? frames : typeof frames === 'string' && Number(frames) > 0 ? Number(frames) : 1,
   };
-  const elements = toElements(ctx, ds, '', true);
+  // An Extended Offset Table (and its lengths) describes the sender's fragments, not the ones written
+  // here (one per frame behind a Basic Offset Table), and means nothing for native data: never copied.
+  const elements = toElements(ctx, ds, '', true).filter((e) => e.tag !== 0x7fe00001 && e.tag !== 0x7fe00002);
   if (utf8 && !elements.some((e) => e.tag === 0x00080005)) {
     elements.unshift({ tag: 0x00080005, vr: 'CS', value: Buffer.from('ISO_IR 192', 'latin1') });
     elements.sort((a, b) => a.tag - b.tag);
