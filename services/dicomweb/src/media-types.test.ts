@@ -40,11 +40,12 @@ describe('parseStowContentType', () => {
     expect(parseStowContentType('MULTIPART/RELATED; BOUNDARY=Xy; Type="APPLICATION/DICOM"')).toEqual({ boundary: 'Xy', rootType: 'application/dicom' });
     expect(parseStowContentType('multipart/related; boundary=abc')).toEqual({ boundary: 'abc', rootType: undefined });
   });
-  it('415 for other media types and for the JSON metadata form, 400 without boundary', () => {
+  it('415 for other media types and for the XML metadata form, 400 without boundary', () => {
     expect(code(() => parseStowContentType(undefined))).toBe('UNSUPPORTED_MEDIA_TYPE');
     expect(code(() => parseStowContentType('application/dicom'))).toBe('UNSUPPORTED_MEDIA_TYPE');
     expect(code(() => parseStowContentType('multipart/form-data; boundary=x'))).toBe('UNSUPPORTED_MEDIA_TYPE');
-    expect(code(() => parseStowContentType('multipart/related; type="application/dicom+json"; boundary=x'))).toBe('UNSUPPORTED_MEDIA_TYPE');
+    expect(parseStowContentType('multipart/related; type="application/dicom+json"; boundary=x')).toEqual({ boundary: 'x', rootType: 'application/dicom+json' });
+    expect(code(() => parseStowContentType('multipart/related; type="application/dicom+xml"; boundary=x'))).toBe('UNSUPPORTED_MEDIA_TYPE');
     expect(code(() => parseStowContentType('multipart/related; type="application/dicom"'))).toBe('BAD_REQUEST');
     expect(code(() => parseStowContentType('multipart/related; type="application/dicom"; boundary=""'))).toBe('BAD_REQUEST');
     expect(code(() => parseStowContentType(`multipart/related; boundary=${'x'.repeat(71)}`))).toBe('BAD_REQUEST');

@@ -143,7 +143,8 @@ export interface MultipartRelated {
 }
 
 /**
- * Validates a STOW-RS request Content-Type: `multipart/related; type="application/dicom"; boundary=…`.
+ * Validates a STOW-RS request Content-Type: `multipart/related; type="application/dicom"; boundary=…`, or
+ * `type="application/dicom+json"` (metadata + bulk data, PS3.18 §10.5.1.1; the XML form is refused).
  * @throws PorticoError UNSUPPORTED_MEDIA_TYPE (415) for another media type or a `type` we do not store,
  *   BAD_REQUEST (400) for a multipart/related without a usable boundary.
  * @see PS3.18 §10.5.1 (Store Instances request), RFC 2387 (multipart/related), RFC 2046 §5.1.1 (boundary)
@@ -158,11 +159,11 @@ export function parseStowContentType(header: string | undefined): MultipartRelat
     throw new PorticoError('UNSUPPORTED_MEDIA_TYPE', `STOW-RS accepts multipart/related; type="application/dicom", not ${mt.type}`);
   }
   const rootType = mt.params['type'];
-  if (rootType !== undefined && rootType !== 'application/dicom') {
+  if (rootType !== undefined && rootType !== 'application/dicom' && rootType !== 'application/dicom+json') {
     const detail =
-      rootType === 'application/dicom+json' || rootType === 'application/dicom+xml'
-        ? `STOW-RS of metadata and bulk data (type="${rootType}") is not implemented; send type="application/dicom"`
-        : `multipart/related type="${rootType}" is not a STOW-RS payload; send type="application/dicom"`;
+      rootType === 'application/dicom+xml'
+        ? 'STOW-RS with application/dicom+xml metadata is not implemented; send type="application/dicom+json" metadata with bulk data, or type="application/dicom"'
+        : `multipart/related type="${rootType}" is not a STOW-RS payload; send type="application/dicom" or type="application/dicom+json"`;
     throw new PorticoError('UNSUPPORTED_MEDIA_TYPE', detail);
   }
   const boundary = mt.params['boundary'];

@@ -29,3 +29,5 @@ export type { DecompressedInstance, DecompressInput } from './transcode.ts';
 export { decompressStored, openObject, readAll, readFrame, readRange, realignBits, type PixelInstance as StoredPixelInstance } from './stored.ts';
 export { canTransform, transformInstance } from './transform.ts';
 export type { TransformedInstance, TransformOptions } from './transform.ts';
+export { writeDataset } from './raw-dataset.ts';
+export type { RawElement } from './raw-dataset.ts';

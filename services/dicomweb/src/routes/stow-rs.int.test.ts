@@ -137,7 +137,7 @@ describe('STOW-RS', () => {
     const ct = await file('objects/CT_small.dcm');
     const cases: Array<[Record<string, string>, Buffer, number]> = [
       [{ 'content-type': 'application/dicom' }, ct, 415],
-      [{ 'content-type': 'multipart/related; type="application/dicom+json"; boundary=x' }, ct, 415],
+      [{ 'content-type': 'multipart/related; type="application/dicom+xml"; boundary=x' }, ct, 415],
       [{ 'content-type': 'application/json' }, Buffer.from('{"a":1}'), 415],
       [{ 'content-type': 'multipart/related; type="application/dicom"' }, ct, 400],
       [{ 'content-type': 'multipart/related; type="application/dicom"; boundary=nothere' }, ct, 400],

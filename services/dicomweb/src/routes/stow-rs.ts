@@ -12,13 +12,18 @@
  *
  * Statuses (PS3.18 §10.5.3, Table 10.5.3-1): 200 all stored; 202 some stored, some failed; 409 none
  * stored; 400 malformed request; 406 unsupported Accept; 413 over PORTICO_STOW_MAX_BYTES; 415 wrong
- * media type (including the metadata+bulk data form `type="application/dicom+json"`, not implemented).
+ * media type (including the XML metadata form `type="application/dicom+xml"`, not implemented).
+ *
+ * The metadata + bulk data form (`type="application/dicom+json"`, PS3.18 §10.5.1.1) cannot stream: a data
+ * set is complete only when every bulk data part it names has arrived, in any order. Its parts are held in
+ * memory (bounded by {@link JSON_FORM_MAX_BYTES}), each data set is encoded as Part 10 (stow-json.ts) and
+ * then goes through storePart like an application/dicom part, one at a time.
  * Failure reasons: 0xC000 cannot understand / missing attribute, 0xA900 study does not match the URL
  * (§10.5.3 "the Study Instance UID … does not match"), 0xA700 store or queue unavailable, 0x0110 part of
  * another media type.
  */
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { ChunkChannel } from '@portico/storage';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DicomParseError, hasPart10Preamble, hierarchyUids, isValidUid, parseInstance, type ParsedInstance } from '@portico/dicom';
@@ -26,7 +31,8 @@ import { PorticoError, toPorticoError } from '@portico/errors';
 import type { RouteDeps } from '../deps.ts';
 import { el, type DicomJson } from '../dicom-json.ts';
 import { parseAccept, parseMediaType, parseStowContentType, requireDicomJson } from '../media-types.ts';
-import { readMultipart, type IncomingPart } from '../multipart.ts';
+import { readMultipart, type IncomingPart, type ReadMultipartResult } from '../multipart.ts';
+import { buildInstance, datasetUids, type BulkPart } from '../stow-json.ts';
 import { sendProblem, traceIdOf } from '../problem.ts';
 import { instanceUrl, serviceBase, studyUrl } from '../urls.ts';
 
@@ -255,6 +261,95 @@ export function stowResponse(base: string, studyFromUrl: string | undefined, out
   return ds;
 }
 
+/**
+ * Upper bound for a metadata + bulk data request, which is held in memory: the smaller of
+ * PORTICO_STOW_MAX_BYTES and this. Larger instances go as application/dicom, which streams.
+ */
+export const JSON_FORM_MAX_BYTES = 512 * 1024 * 1024;
+
+const JSON_TYPES = new Set(['application/dicom+json', 'application/json']);
+
+async function collect(body: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of body as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Receives a metadata + bulk data request: JSON parts (each an array of data sets, or one data set) and
+ * bulk data parts keyed by Content-Location; then encodes and stores each data set in turn.
+ * @throws PorticoError BAD_REQUEST for unreadable metadata (no data set can be named), PAYLOAD_TOO_LARGE
+ * @see PS3.18 §10.5.1.1, Table 10.5.1-1
+ */
+async function storeMetadataAndBulk(
+  ctx: PartContext,
+  body: AsyncIterable<Uint8Array>,
+  opts: { boundary: string; maxBytes: number },
+): Promise<{ outcomes: PartOutcome[]; result: ReadMultipartResult }> {
+  const received: Array<Promise<{ index: number; mediaType: string; params: Record<string, string>; location: string | undefined; body: Buffer }>> = [];
+  const result = await readMultipart(body, opts, (part) => {
+    const header = (name: string): string | undefined => {
+      const v = part.headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    const mt = parseMediaType(header('content-type') ?? ctx.rootType ?? 'application/dicom+json');
+    const read = collect(part.body);
+    read.catch(() => undefined);
+    received.push(
+      read.then((b) => ({
+        index: part.index,
+        mediaType: mt?.type ?? '(malformed)',
+        params: { ...mt?.params },
+        location: header('content-location')?.trim(),
+        body: b,
+      })),
+    );
+  });
+  const parts = await Promise.all(received);
+  const datasets: unknown[] = [];
+  const bulk = new Map<string, BulkPart[]>();
+  for (const p of parts) {
+    if (JSON_TYPES.has(p.mediaType)) {
+      let json: unknown;
+      try {
+        json = JSON.parse(p.body.toString('utf8'));
+      } catch (err) {
+        throw new PorticoError('BAD_REQUEST', `metadata part ${p.index} is not valid JSON (${(err as Error).message})`);
+      }
+      // PS3.18 §F.2: an array of data sets; a lone data set object is read as an array of one.
+      if (Array.isArray(json)) datasets.push(...(json as unknown[]));
+      else datasets.push(json);
+    } else if (p.location === undefined || p.location === '') {
+      ctx.log.info({ part: p.index, mediaType: p.mediaType }, 'STOW-RS bulk data part without Content-Location ignored');
+    } else {
+      const list = bulk.get(p.location) ?? [];
+      list.push({ mediaType: { type: p.mediaType, params: p.params }, body: p.body });
+      bulk.set(p.location, list);
+    }
+  }
+  if (parts.length > 0 && datasets.length === 0) throw new PorticoError('BAD_REQUEST', 'the metadata + bulk data request has no application/dicom+json part');
+
+  const outcomes: PartOutcome[] = [];
+  const used = new Set<string>();
+  for (const [i, ds] of datasets.entries()) {
+    let built;
+    try {
+      built = buildInstance(ds, bulk);
+    } catch (err) {
+      const error = toPorticoError(err, 'CANNOT_UNDERSTAND');
+      ctx.log.info({ dataset: i + 1, code: error.code, reason: error.message }, 'STOW-RS data set failed');
+      outcomes.push({ ok: false, ...datasetUids(ds), error });
+      continue;
+    }
+    for (const u of built.used) used.add(u);
+    // The same path as an application/dicom part: staging put, parse, checks, enqueue, acknowledgement.
+    outcomes.push(await storePart(ctx, { index: i + 1, headers: { 'content-type': 'application/dicom' }, body: Readable.from([built.bytes]) }));
+  }
+  const unused = [...bulk.keys()].filter((k) => !used.has(k)).length;
+  if (unused > 0) ctx.log.info({ unused }, 'STOW-RS bulk data parts no data set refers to were ignored');
+  return { outcomes, result };
+}
+
 export function stowStatus(outcomes: readonly PartOutcome[]): number {
   const ok = outcomes.filter((o) => o.ok).length;
   if (ok === outcomes.length) return 200;
@@ -277,10 +372,16 @@ export async function stowRoutes(app: FastifyInstance, deps: RouteDeps): Promise
     }
     const { boundary, rootType } = parseStowContentType(req.headers['content-type']);
     const max = deps.config.http.stowMaxBytes;
+    const jsonForm = rootType === 'application/dicom+json';
+    const tooLarge = (what: string): PorticoError =>
+      jsonForm && max > JSON_FORM_MAX_BYTES
+        ? new PorticoError(
+            'PAYLOAD_TOO_LARGE',
+            `${what} exceeds ${JSON_FORM_MAX_BYTES} bytes, the limit for metadata + bulk data requests (held in memory); send large instances as application/dicom (limit ${max} bytes, PORTICO_STOW_MAX_BYTES)`,
+          )
+        : new PorticoError('PAYLOAD_TOO_LARGE', `${what} exceeds the STOW-RS limit of ${max} bytes (PORTICO_STOW_MAX_BYTES); send fewer instances per request`);
     const declared = Number(req.headers['content-length'] ?? NaN);
-    if (Number.isFinite(declared) && declared > max) {
-      throw new PorticoError('PAYLOAD_TOO_LARGE', `request body of ${declared} bytes exceeds the STOW-RS limit of ${max} bytes`);
-    }
+    if (Number.isFinite(declared) && declared > (jsonForm ? Math.min(max, JSON_FORM_MAX_BYTES) : max)) throw tooLarge(`the request body of ${declared} bytes`);
     const body = req.body as Readable | undefined;
     if (!body || typeof (body as Partial<Readable>)[Symbol.asyncIterator] !== 'function') {
       throw new PorticoError('BAD_REQUEST', 'STOW-RS request without a body');
@@ -289,22 +390,39 @@ export async function stowRoutes(app: FastifyInstance, deps: RouteDeps): Promise
     const log = req.log;
     const ctx: PartContext = { deps, log, studyFromUrl, rootType, traceparent: traceIdOf(req) ? (req.headers['traceparent'] as string) : undefined };
     const pending: Array<Promise<PartOutcome>> = [];
-    let result;
+    let result: ReadMultipartResult;
+    let outcomes: PartOutcome[];
     try {
-      result = await readMultipart(body, { boundary, maxBytes: max }, (part) => pending.push(storePart(ctx, part)));
+      if (jsonForm) {
+        ({ result, outcomes } = await storeMetadataAndBulk(ctx, body, { boundary, maxBytes: Math.min(max, JSON_FORM_MAX_BYTES) }));
+      } else {
+        result = await readMultipart(body, { boundary, maxBytes: max }, (part) => pending.push(storePart(ctx, part)));
+        outcomes = await Promise.all(pending);
+      }
     } catch (err) {
       // The parts received so far finish (their outcome is settled either way) before we answer.
-      const outcomes = await Promise.all(pending);
-      const acked = outcomes.filter((o) => o.ok).length;
-      log.warn({ parts: outcomes.length, enqueued: acked, err: (err as Error).message }, 'STOW-RS request broke off');
-      if (err instanceof PorticoError && err.code === 'PAYLOAD_TOO_LARGE') reply.header('connection', 'close');
+      const earlier = await Promise.all(pending);
+      const acked = earlier.filter((o) => o.ok).length;
+      log.warn({ parts: earlier.length, enqueued: acked, err: (err as Error).message }, 'STOW-RS request broke off');
+      const over = err instanceof PorticoError && err.code === 'PAYLOAD_TOO_LARGE';
+      if (over) reply.header('connection', 'close');
       // Anything else came from the request stream itself (client gone, connection reset): nobody to tell.
-      const problem = err instanceof PorticoError ? err : new PorticoError('BAD_REQUEST', `the request body could not be read (${(err as Error).message})`);
+      const problem = over
+        ? tooLarge('the request body')
+        : err instanceof PorticoError
+          ? err
+          : new PorticoError('BAD_REQUEST', `the request body could not be read (${(err as Error).message})`);
       return sendProblem(reply, req, problem, acked > 0 ? { enqueuedBeforeFailure: acked } : {});
     }
-    const outcomes = await Promise.all(pending);
     if (outcomes.length === 0)
-      throw new PorticoError('BAD_REQUEST', result.complete ? 'the multipart request holds no parts' : 'no multipart parts found (wrong boundary?)');
+      throw new PorticoError(
+        'BAD_REQUEST',
+        result.complete
+          ? jsonForm
+            ? 'the metadata holds no data sets'
+            : 'the multipart request holds no parts'
+          : 'no multipart parts found (wrong boundary?)',
+      );
 
     const status = stowStatus(outcomes);
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
