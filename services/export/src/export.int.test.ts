@@ -99,7 +99,10 @@ describe('store-and-forward to DIMSE destinations', () => {
         return r.length === n && r.every((x) => x.status === status) ? r : undefined;
       },
       timeoutMs,
-    );
+    ).catch(async (err: unknown) => {
+      const r = await rows(studyUid);
+      throw new Error(`${(err as Error).message}: ${JSON.stringify(r.map((x) => [x.destination, x.status, x.attempts, x.lastError]))}`);
+    });
 
   async function send(files: string[], callingAe = 'MODALITY'): Promise<void> {
     const r = await run('dcmsend', ['-nh', '+sd', '+r', '-aet', callingAe, '-aec', 'PORTICO', '127.0.0.1', String(server.port), ...files], {

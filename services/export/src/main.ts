@@ -12,6 +12,7 @@ import type { ObjectStore } from '@portico/storage';
 import { deliveryLimits, startDestinationRegistry, type Destination, type DestinationRegistry } from './destinations.ts';
 import { deliver } from './deliver.ts';
 import { DimseSender } from './dimse-sender.ts';
+import { closeTransforms } from './transform.ts';
 
 export interface ExportDeps {
   readonly config: PorticoConfig;
@@ -123,6 +124,7 @@ export async function startExport(deps: ExportDeps): Promise<ExportService> {
       await Promise.all([...workers.values()].map((w) => w.workers.close()));
       workers.clear();
       await dimse.close();
+      await closeTransforms();
     },
   };
 }
