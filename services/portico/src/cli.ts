@@ -12,8 +12,10 @@ import {
   settingsMarkdown,
   viewerEnabled,
   allowUnknownAe,
+  loadNodesFile,
   type PorticoConfig,
 } from '@portico/config';
+import { routeDestinations } from '@portico/routing';
 import { createLogger, runShutdown, type Logger } from '@portico/logging';
 import { openDb, migrate } from '@portico/db';
 import { startDimseServer } from '@portico/dimse';
@@ -39,7 +41,7 @@ Roles:
                on port 11112, AE title PORTICO
   dicomweb     HTTP: STOW-RS, QIDO-RS, WADO-RS at /dicom-web, /livez, /readyz on port 8080; the OHIF
                viewer at /viewer (on in standalone; PORTICO_VIEWER_ENABLED; fetch it with make viewer)
-  worker       ingest pipeline (parse, index, move to final key) and routing (PORTICO_ROUTES_FILE)
+  worker       ingest pipeline (parse, index, copy to final key) and routing (PORTICO_ROUTES_FILE)
   export       store-and-forward delivery: one queue per destination (nodes file / admin API),
                C-STORE SCU and STOW-RS client, retries, dead letters, reconciler
   migrate      apply database migrations (under an advisory lock) and exit
@@ -172,6 +174,12 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
       if (config.export.routesFile) {
         // An invalid routes file at start stops the start: there are no earlier rules to keep.
         routes = fileRouter(config.export.routesFile, config.export.routesReloadMs, log);
+        // A destination the routes name but no node defines is worth a word at start (it may still be
+        // added through the admin API; its deliveries wait in its queue until then).
+        const file = loadNodesFile(config.dimse.nodesFile);
+        const known = new Set([...file.nodes.map((n) => n.aeTitle), ...file.dicomweb.map((d) => d.name)]);
+        const unknown = routeDestinations(routes.watcher.current()).filter((d) => !known.has(d));
+        if (unknown.length > 0) log.warn({ destinations: unknown }, 'the routes name destinations the nodes file does not define');
         steps.unshift(['routes', async () => routes?.watcher.stop()]);
       }
       const workers = await startWorker({
