@@ -142,7 +142,9 @@ describe('store-and-forward to DIMSE destinations', () => {
     await migrate(db);
     store = await openObjectStore({ kind: 'fs', root: mkdtempSync(path.join(tmpdir(), 'export-objects-')) });
     queues = await openJobQueues({ kind: 'postgres', url: testDb.url, schema: 'bullmq' }, log);
-    for (const name of ['PACS', 'DOWN', 'NOJPEG']) peers[name] = { port: await freePort(), dir: path.join(work, 'received', name), log: '' };
+    for (const name of ['PACS', 'DOWN', 'NOJPEG', 'AS_SENDER']) peers[name] = { port: await freePort(), dir: path.join(work, 'received', name), log: '' };
+    // -d: the log shows the Calling Application Name of each association.
+    startStorescp(peers['AS_SENDER']!, 'AS_SENDER', ['-d']);
     startStorescp(peers['PACS']!, 'PACS', ['+xa']);
     // Accepts uncompressed syntaxes only: compressed instances must go out decompressed.
     startStorescp(peers['NOJPEG']!, 'NOJPEG');
@@ -158,6 +160,7 @@ describe('store-and-forward to DIMSE destinations', () => {
         `  - { aeTitle: ORTHANC, host: 127.0.0.1, port: ${orthancDicom} }`,
         `  - { aeTitle: PACS, host: 127.0.0.1, port: ${peers['PACS']!.port}, batchSize: 50 }`,
         `  - { aeTitle: DOWN, host: 127.0.0.1, port: ${peers['DOWN']!.port} }`,
+        `  - { aeTitle: AS_SENDER, host: 127.0.0.1, port: ${peers['AS_SENDER']!.port}, impersonate: true }`,
         `  - { aeTitle: NOJPEG, host: 127.0.0.1, port: ${peers['NOJPEG']!.port}, transferSyntaxes: [1.2.840.10008.1.2.1, 1.2.840.10008.1.2] }`,
         '',
       ].join('\n'),
@@ -355,6 +358,15 @@ describe('store-and-forward to DIMSE destinations', () => {
       const sent = readFileSync(path.join(study.dir, `${i}.dcm`));
       expect(decoded.subarray(decoded.length - 64 * 64 * 2).equals(sent.subarray(sent.length - 64 * 64 * 2))).toBe(true);
     }
+  });
+
+  it("calls a destination that impersonates with the sender's AE title, not ours", async () => {
+    const study = writeStudy('impersonate', 2);
+    routeTable.set(study.studyUid, [{ destination: 'AS_SENDER', rule: 'test', mutations: [] }]);
+    await send([study.dir], 'CT_SCANNER_7');
+    await waitStatus(study.studyUid, 2, 'delivered');
+    expect(peers['AS_SENDER']!.log).toMatch(/Calling Application Name: +CT_SCANNER_7/);
+    expect(peers['AS_SENDER']!.log).not.toMatch(/Calling Application Name: +PORTICO/);
   });
 
   it('the reconciler re-enqueues deliveries whose jobs the queue lost', async () => {
