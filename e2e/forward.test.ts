@@ -301,9 +301,19 @@ describe('store-and-forward, cluster shape', () => {
     const x = (await res.json()) as { destinations: Array<{ destination: string; rule: string; transferSyntaxUid?: string }> };
     expect(x.destinations).toEqual([expect.objectContaining({ destination: 'IMAGEPACS', rule: 'imagepacs', transferSyntaxUid: JPEG2000_LOSSLESS })]);
 
+    // An operator sends the CT study to REPORTPACS too (CLI → admin API), and retries nothing dead.
+    const replay = await cli(['export', 'replay', '--destination', 'REPORTPACS', '--study', ct.study, '--url', http]);
+    expect(replay.code, replay.output).toBe(0);
+    expect(replay.output).toContain('"replayed":12');
+    await waitFor('replayed study at REPORTPACS', async () => (filesFor(peers.REPORTPACS.dir, ct.sops).length === 12 ? true : undefined), 60_000, 300);
+    const retry = await cli(['export', 'retry', '--destination', 'IMAGEPACS', '--status', 'dead', '--url', http]);
+    expect(retry.code, retry.output).toBe(0);
+    expect(retry.output).toContain('"retried":0');
+
     // Metrics per destination.
     const metrics = await (await fetch(`${http}/metrics`)).text();
     expect(metrics).toMatch(/portico_export_deliveries\{destination="IMAGEPACS",status="delivered"\} 12/);
+    expect(metrics).toMatch(/portico_export_deliveries\{destination="REPORTPACS",status="delivered"\} \d+/);
     expect(metrics).toMatch(/portico_export_queue_depth\{destination="IMAGEPACS"\} 0/);
     const dest = (await adminGet('/admin/destinations')) as Array<{ name: string; deliveries: { counts: Record<string, number> } | null }>;
     expect(dest.find((d) => d.name === 'IMAGEPACS')?.deliveries?.counts['delivered']).toBe(12);
