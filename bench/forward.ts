@@ -23,33 +23,48 @@
  *   scenario has fresh processes, so no reset is needed). Portico standalone: the node process, and its
  *   descendants (embedded PostgreSQL) summed in a separate column.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, closeSync, constants as fsConstants, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import os from 'node:os';
-import { delimiter, dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { freePort, syntheticInstance, testUid } from '@portico/testing';
+import {
+  BENCH_DIR,
+  REPO,
+  MB,
+  CLUSTER_DB_URL,
+  CLUSTER_REDIS_URL,
+  cleanups,
+  installExitCleanup,
+  startChild,
+  isRunning,
+  stopProc,
+  logTail,
+  runTool,
+  which,
+  toolText,
+  httpStatus,
+  tcpOpen,
+  waitReady,
+  samplePeak,
+  pgQuery,
+  withRedis,
+  createLog,
+  type Proc,
+  type ToolResult,
+  type RssSample,
+} from './lib.ts';
 
-const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(BENCH_DIR, '..');
 /** The launcher, with the V8 flags Portico is measured with. */
 const PORTICO_BIN = join(REPO, 'bin/portico');
 const JPEG2000_LOSSLESS = '1.2.840.10008.1.2.4.90';
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
-const START_TIMEOUT_MS = 180_000;
-const STOP_GRACE_MS = 20_000;
 const POLL_MS = 50; // destination folder poll interval
-const MB = 1e6;
-const CLUSTER_DB_URL = process.env['PORTICO_BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const CLUSTER_REDIS_URL = process.env['PORTICO_BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 
 const SCENARIOS = ['orthanc', 'orthanc-j2k', 'portico-standalone', 'portico-standalone-j2k', 'portico-cluster', 'portico-cluster-j2k'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
@@ -78,235 +93,19 @@ Needs: dcmtk (dcmsend, storescp, dcmdump), orthanc; for portico-cluster PostgreS
 PORTICO_BENCH_DATABASE_URL, PORTICO_BENCH_REDIS_URL).
 `;
 
-// ---------------------------------------------------------------------------------------------------
-// Child processes: each in its own process group, all killed when this process exits (also on Ctrl-C).
-
-interface Proc {
-  readonly role: string;
-  readonly child: ChildProcess;
-  readonly logFile: string;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const children = new Set<ChildProcess>();
-const cleanups: Array<() => Promise<void>> = [];
 let tmpRoot: string | undefined;
 let keepTmp = false;
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // group already gone
-  }
-}
-
-process.on('exit', () => {
-  for (const child of children) killGroup(child, 'SIGKILL');
-  if (tmpRoot && !keepTmp) rmSync(tmpRoot, { recursive: true, force: true });
+installExitCleanup({
+  stopping: 'everything',
+  onExit: () => {
+    if (tmpRoot && !keepTmp) rmSync(tmpRoot, { recursive: true, force: true });
+  },
 });
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    process.stderr.write(`\n${signal}: stopping everything and cleaning up\n`);
-    // SIGTERM first so that Portico stops its embedded PostgreSQL, SIGKILL to every group after 5 s, then
-    // drop the cluster database and Redis keys (bounded); the exit hook removes the temp folder.
-    const alive = [...children];
-    for (const c of alive) c.kill('SIGTERM');
-    void sleep(5000)
-      .then(() => {
-        for (const c of alive) killGroup(c, 'SIGKILL');
-        return Promise.race([Promise.allSettled(cleanups.map((c) => c())), sleep(5000)]);
-      })
-      .finally(() => process.exit(130));
-  });
-}
+const log = createLog('forward');
 
-function startChild(role: string, cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; logFile: string }): Proc {
-  const fd = openSync(opts.logFile, 'a');
-  const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: REPO, stdio: ['ignore', fd, fd], detached: true });
-  closeSync(fd);
-  children.add(child);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
-    child.once('error', (err) => {
-      writeFileSync(opts.logFile, `spawn ${cmd}: ${err.message}\n`, { flag: 'a' });
-      children.delete(child);
-      res({ code: null, signal: null });
-    });
-    child.once('exit', (code, signal) => {
-      children.delete(child);
-      res({ code, signal });
-    });
-  });
-  return { role, child, logFile: opts.logFile, exited };
-}
-
-function isRunning(p: Proc): boolean {
-  return p.child.exitCode === null && p.child.signalCode === null && children.has(p.child);
-}
-
-/** SIGTERM to the process itself (it stops its own children), then SIGKILL to its whole group. */
-async function stopProc(p: Proc): Promise<string | undefined> {
-  let note: string | undefined;
-  if (isRunning(p)) {
-    p.child.kill('SIGTERM');
-    const r = await Promise.race([p.exited, sleep(STOP_GRACE_MS).then(() => undefined)]);
-    if (r === undefined) note = `${p.role} did not stop within ${STOP_GRACE_MS / 1000} s of SIGTERM; killed`;
-    else if (r.code !== 0 && r.code !== null && r.code !== 143) note = `${p.role} exited with code ${r.code} after SIGTERM`;
-  }
-  killGroup(p.child, 'SIGKILL');
-  return note;
-}
-
-function logTail(file: string, lines = 30): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-interface ToolResult {
-  code: number | null;
-  output: string;
-  aborted: boolean;
-}
-
-/** Runs a tool to completion (stdout and stderr captured, the last maxOutput characters); on abort its group is killed. */
-function runTool(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; signal: AbortSignal; maxOutput?: number }): Promise<ToolResult> {
-  const max = opts.maxOutput ?? 65_536;
-  return new Promise((res) => {
-    let output = '';
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    children.add(child);
-    const add = (b: Buffer): void => {
-      output = (output + b.toString('utf8')).slice(-max);
-    };
-    child.stdout.on('data', add);
-    child.stderr.on('data', add);
-    const onAbort = (): void => killGroup(child, 'SIGKILL');
-    opts.signal.addEventListener('abort', onAbort, { once: true });
-    if (opts.signal.aborted) onAbort();
-    const done = (code: number | null): void => {
-      children.delete(child);
-      opts.signal.removeEventListener('abort', onAbort);
-      res({ code, output, aborted: opts.signal.aborted });
-    };
-    child.once('error', (err) => {
-      output += `spawn ${cmd}: ${err.message}`;
-      done(null);
-    });
-    child.once('close', (code) => done(code));
-  });
-}
-
-/** PATH plus the sbin folders (Orthanc lives in /usr/sbin, which a non-root PATH often lacks). */
-function which(cmd: string): string | undefined {
-  for (const d of [...(process.env['PATH'] ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin']) {
-    if (!d) continue;
-    try {
-      accessSync(join(d, cmd), fsConstants.X_OK);
-      return join(d, cmd);
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-function toolText(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] });
-  return r.error ? '' : `${r.stdout}${r.stderr}`;
-}
-
-async function httpStatus(url: string, timeoutMs = 2000): Promise<number> {
-  try {
-    const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-    await r.arrayBuffer();
-    return r.status;
-  } catch {
-    return 0;
-  }
-}
-
-function tcpOpen(port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((res) => {
-    const s = connect({ host: '127.0.0.1', port });
-    const done = (ok: boolean): void => {
-      s.destroy();
-      res(ok);
-    };
-    s.setTimeout(timeoutMs, () => done(false));
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
-}
-
-/** Waits until check() is true; fails early when one of procs exits, with the tail of its log. */
-async function waitReady(procs: Proc[], check: () => Promise<boolean>, what: string, timeoutMs = START_TIMEOUT_MS): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    for (const p of procs) {
-      if (!isRunning(p)) {
-        const r = await p.exited;
-        throw new Error(`${p.role} exited (code ${r.code}, signal ${r.signal}) before ${what} was ready; log ${p.logFile}:\n${logTail(p.logFile)}`);
-      }
-    }
-    if (await check()) return;
-    if (performance.now() > deadline) {
-      throw new Error(`${what} was not ready within ${timeoutMs / 1000} s\n${procs.map((p) => `--- ${p.role}:\n${logTail(p.logFile)}`).join('\n')}`);
-    }
-    await sleep(200);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Peak RSS from /proc.
-
-function statusKb(pid: number, field: string): number | undefined {
-  try {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m?.[1] === undefined ? undefined : Number(m[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-function descendants(pid: number): number[] {
-  const byParent = new Map<number, number[]>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      byParent.set(ppid, [...(byParent.get(ppid) ?? []), Number(name)]);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const out: number[] = [];
-  const todo = [pid];
-  while (todo.length) {
-    for (const c of byParent.get(todo.pop()!) ?? []) {
-      out.push(c);
-      todo.push(c);
-    }
-  }
-  return out;
-}
-
-interface RssSample {
+/** Peak RSS of one server process (see samplePeak). */
+interface ServerRss extends RssSample {
   readonly role: string;
-  /** VmHWM of the process, KiB. */
-  readonly kb?: number;
-  /** Sum of VmHWM of its descendants (embedded PostgreSQL), KiB; over-counts shared memory. */
-  readonly childrenKb?: number;
-}
-
-function samplePeak(role: string, pid: number, withChildren: boolean): RssSample {
-  const kids = withChildren ? descendants(pid).map((k) => statusKb(k, 'VmHWM')) : [];
-  const known = kids.filter((v): v is number => v !== undefined);
-  return { role, kb: statusKb(pid, 'VmHWM'), ...(known.length ? { childrenKb: known.reduce((a, b) => a + b, 0) } : {}) };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -566,28 +365,6 @@ function porticoStandaloneScenario(mode: Mode): ScenarioDef {
   };
 }
 
-async function pgQuery<T extends pg.QueryResultRow>(url: string, sql: string): Promise<T[]> {
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
-  c.on('error', () => undefined);
-  await c.connect();
-  try {
-    return (await c.query<T>(sql)).rows;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
-async function withRedis<T>(url: string, fn: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis(url, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 1, retryStrategy: () => null });
-  r.on('error', () => undefined);
-  await r.connect();
-  try {
-    return await fn(r);
-  } finally {
-    r.disconnect();
-  }
-}
-
 function porticoClusterScenario(mode: Mode): ScenarioDef {
   return {
     id: mode === 'j2k' ? 'portico-cluster-j2k' : 'portico-cluster',
@@ -703,16 +480,11 @@ interface ScenarioResult {
   delivered?: number;
   /** Transfer syntaxes of the delivered files, as dcmdump reads them, with counts. */
   syntaxes?: Map<string, number>;
-  rss: RssSample[];
+  rss: ServerRss[];
   errors: string[];
   notes: string[];
 }
 
-function log(msg: string): void {
-  process.stderr.write(`[forward ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-}
-
-/** Transfer syntax of every file, in one dcmdump run; a file dcmdump cannot read has none. */
 async function syntaxesOf(files: string[]): Promise<{ counts: Map<string, number>; unreadable: number; output: string }> {
   const r = await runTool('dcmdump', ['-q', '-M', '-Un', '+P', '0002,0010', ...files], { signal: AbortSignal.timeout(300_000), maxOutput: 4_000_000 });
   const counts = new Map<string, number>();
@@ -834,7 +606,7 @@ async function runScenario(def: ScenarioDef, set: InstanceSet, root: string, tim
     await sleep(POLL_MS);
   }
   // Peak RSS now, while every server process still runs.
-  for (const m of server.measured) res.rss.push(samplePeak(m.role, m.pid, m.withChildren));
+  for (const m of server.measured) res.rss.push({ role: m.role, ...samplePeak(m.pid, m.withChildren) });
   const s = await send;
   clearTimeout(timer);
   res.delivered = got.length;

@@ -19,26 +19,48 @@
  * - Peak RSS per scenario: VmHWM is reset through /proc/<pid>/clear_refs ("5") before each scenario and
  *   read after it; where the reset is refused, the numbers are cumulative (noted in the report).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { accessSync, closeSync, constants as fsConstants, createReadStream, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, createReadStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { Agent, request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
 import os from 'node:os';
-import { delimiter, dirname, join, relative, resolve } from 'node:path';
+import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { freePort, syntheticInstance, testUid } from '@portico/testing';
+import {
+  BENCH_DIR,
+  REPO,
+  START_TIMEOUT_MS,
+  MB,
+  CLUSTER_DB_URL,
+  CLUSTER_REDIS_URL,
+  cleanups,
+  installExitCleanup,
+  startChild,
+  isRunning,
+  stopProc,
+  crashSummary,
+  runTool,
+  which,
+  toolText,
+  httpStatus,
+  tcpOpen,
+  waitReady,
+  statusKb,
+  descendants,
+  samplePeak,
+  pgQuery,
+  withRedis,
+  createLog,
+  type Proc,
+  type RssSample,
+} from './lib.ts';
 
-const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(BENCH_DIR, '..');
 const PORTICO_CLI = join(REPO, 'services/portico/src/cli.ts');
 /** The V8 flags bin/portico runs Portico with (see there): part of how Portico is measured. */
 const PORTICO_NODE_FLAGS = ['--max-semi-space-size=4'];
@@ -46,11 +68,8 @@ const S3_HELPER = join(BENCH_DIR, 's3-server.ts');
 
 const STOW_BATCH = 50; // instances per STOW-RS request (the issue)
 const STOW_IN_FLIGHT = 4; // STOW-RS requests in flight at a time (the issue)
-const START_TIMEOUT_MS = 180_000; // a target (embedded PostgreSQL included) must be ready within this
-const STOP_GRACE_MS = 20_000; // SIGTERM, then SIGKILL of the process group
 const POLL_MS = 100; // QIDO probe interval for the "all queryable" time
 const STALL_MS = 30_000; // give up on "all queryable" when the count stops growing this long after the ack
-const MB = 1e6; // throughput in MB = 10^6 bytes; RSS in MiB
 /** Sub-folders of a target's temp folder that hold stored data (not logs). */
 const TARGET_DATA_DIRS = ['data', 'out', 'storage', 'index', 's3-tmp'];
 
@@ -87,167 +106,16 @@ Redis on 127.0.0.1:6379 (override: PORTICO_BENCH_DATABASE_URL, PORTICO_BENCH_RED
 server is s3rver in a child process unless PORTICO_TEST_S3_ENDPOINT (+ _ACCESS_KEY/_SECRET_KEY) names one.
 `;
 
-// ---------------------------------------------------------------------------------------------------
-// Child processes: each in its own process group, all killed when this process exits (also on Ctrl-C).
-
-interface Proc {
-  readonly role: string;
-  readonly child: ChildProcess;
-  readonly logFile: string;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const children = new Set<ChildProcess>();
-const cleanups: Array<() => Promise<void>> = [];
 let tmpRoot: string | undefined;
 let keepTmp = false;
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // group already gone
-  }
-}
-
-process.on('exit', () => {
-  for (const child of children) killGroup(child, 'SIGKILL');
-  if (tmpRoot && !keepTmp) rmSync(tmpRoot, { recursive: true, force: true });
+installExitCleanup({
+  stopping: 'every target',
+  waitForExit: true,
+  onExit: () => {
+    if (tmpRoot && !keepTmp) rmSync(tmpRoot, { recursive: true, force: true });
+  },
 });
-let interrupted = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    interrupted = true;
-    process.stderr.write(`\n${signal}: stopping every target and cleaning up\n`);
-    // SIGTERM first so that servers clean up after themselves (s3rver removes its folder, Portico stops its
-    // embedded PostgreSQL), SIGKILL to every process group after 5 s, then drop the cluster database and
-    // Redis keys (bounded), then exit; the exit hook removes the temp folder.
-    const alive = [...children];
-    for (const c of alive) c.kill('SIGTERM');
-    const exited = Promise.all(alive.map((c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(undefined) : c.once('exit', r)))));
-    void Promise.race([exited, sleep(5000)])
-      .then(() => {
-        for (const c of alive) killGroup(c, 'SIGKILL');
-        return Promise.race([Promise.allSettled(cleanups.map((c) => c())), sleep(5000)]);
-      })
-      .finally(() => process.exit(130));
-  });
-}
-
-function startChild(role: string, cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; logFile: string }): Proc {
-  const fd = openSync(opts.logFile, 'a');
-  const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd ?? REPO, stdio: ['ignore', fd, fd], detached: true });
-  closeSync(fd);
-  children.add(child);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
-    child.once('error', (err) => {
-      writeFileSync(opts.logFile, `spawn ${cmd}: ${err.message}\n`, { flag: 'a' });
-      children.delete(child);
-      res({ code: null, signal: null });
-    });
-    child.once('exit', (code, signal) => {
-      children.delete(child);
-      res({ code, signal });
-    });
-  });
-  return { role, child, logFile: opts.logFile, exited };
-}
-
-function isRunning(p: Proc): boolean {
-  return p.child.exitCode === null && p.child.signalCode === null && children.has(p.child);
-}
-
-/** SIGTERM to the process itself (it stops its own children), then SIGKILL to its whole group. */
-async function stopProc(p: Proc): Promise<string | undefined> {
-  let note: string | undefined;
-  if (isRunning(p)) {
-    p.child.kill('SIGTERM');
-    const r = await Promise.race([p.exited, sleep(STOP_GRACE_MS).then(() => undefined)]);
-    if (r === undefined) note = `${p.role} did not stop within ${STOP_GRACE_MS / 1000} s of SIGTERM; killed`;
-    else if (r.code !== 0 && r.code !== null && r.code !== 143) {
-      note = `${p.role} exited with code ${r.code} after SIGTERM: ${logError(p.logFile)}`;
-    }
-  }
-  killGroup(p.child, 'SIGKILL');
-  return note;
-}
-
-function logTail(file: string, lines = 30): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-/** The first error of a log in one line (the error line and the stack frame after it), else its last lines. */
-function logError(file: string): string {
-  const lines = logTail(file, 400).split('\n');
-  // "Error: …", "TypeError: …", pg's "error: …"; not pino JSON lines, stack frames or "Unhandled 'error' event".
-  const i = lines.findIndex((l) => /^\s*(\w*Error|error)(:|\s\[)/.test(l));
-  const picked = i >= 0 ? [lines[i], lines.slice(i + 1).find((l) => /^\s+at /.test(l))] : lines.slice(-3);
-  return picked
-    .filter((l): l is string => Boolean(l?.trim()))
-    .map((l) => l.trim())
-    .join(' ⏎ ')
-    .slice(0, 800);
-}
-
-/** Why a process died, in one line: its exit status and the first error of its log. */
-function crashSummary(p: Proc): string {
-  const status = p.child.exitCode !== null ? `code ${p.child.exitCode}` : `signal ${p.child.signalCode ?? '?'}`;
-  return `${p.role} exited (${status}): ${logError(p.logFile)} (log ${p.logFile})`;
-}
-
-interface ToolResult {
-  code: number | null;
-  output: string;
-  aborted: boolean;
-}
-
-/** Runs a tool to completion (output captured, last 64 KB); on abort its process group is killed. */
-function runTool(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; signal: AbortSignal }): Promise<ToolResult> {
-  return new Promise((res) => {
-    let output = '';
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    children.add(child);
-    const add = (b: Buffer): void => {
-      output = (output + b.toString('utf8')).slice(-65536);
-    };
-    child.stdout.on('data', add);
-    child.stderr.on('data', add);
-    const onAbort = (): void => killGroup(child, 'SIGKILL');
-    opts.signal.addEventListener('abort', onAbort, { once: true });
-    if (opts.signal.aborted) onAbort();
-    const done = (code: number | null): void => {
-      children.delete(child);
-      opts.signal.removeEventListener('abort', onAbort);
-      res({ code, output, aborted: opts.signal.aborted });
-    };
-    child.once('error', (err) => {
-      output += `spawn ${cmd}: ${err.message}`;
-      done(null);
-    });
-    child.once('close', (code) => done(code));
-  });
-}
-
-/** PATH plus the sbin folders (Orthanc lives in /usr/sbin, which a non-root PATH often lacks). */
-function which(cmd: string): string | undefined {
-  const dirs = [...(process.env['PATH'] ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin'];
-  for (const d of dirs) {
-    if (!d) continue;
-    const p = join(d, cmd);
-    try {
-      accessSync(p, fsConstants.X_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
+const log = createLog('bench', { quietWhenInterrupted: true });
 
 function firstLine(s: string): string {
   return (
@@ -259,68 +127,7 @@ function firstLine(s: string): string {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Small network helpers.
-
-async function httpStatus(url: string, timeoutMs = 2000): Promise<number> {
-  try {
-    const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-    await r.arrayBuffer();
-    return r.status;
-  } catch {
-    return 0;
-  }
-}
-
-function tcpOpen(port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((res) => {
-    const s = connect({ host: '127.0.0.1', port });
-    const done = (ok: boolean): void => {
-      s.destroy();
-      res(ok);
-    };
-    s.setTimeout(timeoutMs, () => done(false));
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
-}
-
-/** Waits until check() is true; fails early when one of procs exits, with the tail of its log. */
-async function waitReady(procs: Proc[], check: () => Promise<boolean>, what: string, timeoutMs = START_TIMEOUT_MS): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    for (const p of procs) {
-      if (!isRunning(p)) {
-        const r = await p.exited;
-        throw new Error(`${p.role} exited (code ${r.code}, signal ${r.signal}) before ${what} was ready; log ${p.logFile}:\n${logTail(p.logFile)}`);
-      }
-    }
-    if (await check()) return;
-    if (performance.now() > deadline) {
-      const tails = procs.map((p) => `--- ${p.role} (${p.logFile}):\n${logTail(p.logFile)}`).join('\n');
-      throw new Error(`${what} was not ready within ${timeoutMs / 1000} s\n${tails}`);
-    }
-    await sleep(200);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Peak RSS from /proc.
-
-interface RssSample {
-  /** VmHWM of the process, KiB. */
-  kb?: number;
-  /** Sum of VmHWM of its descendants (e.g. embedded PostgreSQL), KiB; over-counts shared memory. */
-  childrenKb?: number;
-}
-
-function statusKb(pid: number, field: string): number | undefined {
-  try {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m?.[1] === undefined ? undefined : Number(m[1]);
-  } catch {
-    return undefined;
-  }
-}
 
 /** utime + stime of a process in ms (USER_HZ = 100), 0 when it is gone. */
 function cpuMsOf(pid: number): number {
@@ -331,37 +138,6 @@ function cpuMsOf(pid: number): number {
   } catch {
     return 0;
   }
-}
-
-function descendants(pid: number): number[] {
-  const byParent = new Map<number, number[]>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = byParent.get(ppid) ?? [];
-      list.push(Number(name));
-      byParent.set(ppid, list);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const out: number[] = [];
-  const todo = [pid];
-  while (todo.length) {
-    for (const c of byParent.get(todo.pop()!) ?? []) {
-      out.push(c);
-      todo.push(c);
-    }
-  }
-  return out;
-}
-
-function samplePeak(pid: number): RssSample {
-  const kids = descendants(pid);
-  const childKbs = kids.map((k) => statusKb(k, 'VmHWM')).filter((v): v is number => v !== undefined);
-  return { kb: statusKb(pid, 'VmHWM'), childrenKb: childKbs.length ? childKbs.reduce((a, b) => a + b, 0) : undefined };
 }
 
 /** Resets VmHWM to the current RSS (Linux clear_refs "5"); false when the kernel refuses. */
@@ -506,7 +282,7 @@ function storescpTarget(opts: Options): TargetDef {
       const port = await freePort();
       const args = ['+xa', '-od', out, '-aet', 'STORESCP', ...(opts.storescpFork ? ['--fork'] : []), String(port)];
       const p = startChild('storescp', 'storescp', args, { env: { ...process.env, TCP_NODELAY: '1' }, logFile: join(dir, 'storescp.log') });
-      await waitReady([p], () => tcpOpen(port), 'storescp', 30_000);
+      await waitReady([p], () => tcpOpen(port), 'storescp', 30_000, { logPaths: true });
       notes.push(
         opts.storescpFork
           ? 'storescp ran with --fork (a process per association); its peak RSS covers the listening parent only.'
@@ -521,7 +297,7 @@ function storescpTarget(opts: Options): TargetDef {
           return names.filter((n) => set.sopUids.has(n.slice(n.indexOf('.') + 1))).length;
         },
         async stop() {
-          const note = await stopProc(p);
+          const note = await stopProc(p, { withLogError: true });
           return note ? [note] : [];
         },
       };
@@ -533,7 +309,7 @@ function findDicomwebPlugin(): string | undefined {
   const candidates: string[] = [];
   try {
     // `dpkg -L` is the source of truth on Debian; the fallbacks cover other layouts.
-    const out = spawnSyncText('dpkg', ['-L', 'orthanc-dicomweb']);
+    const out = toolText('dpkg', ['-L', 'orthanc-dicomweb'], { requireSuccess: true });
     candidates.push(
       ...out
         .split('\n')
@@ -557,14 +333,6 @@ function findDicomwebPlugin(): string | undefined {
     }
   }
   return undefined;
-}
-
-/** Output (stdout then stderr) of a short synchronous command; for version probes, never on the measured path. */
-function spawnSyncText(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] });
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`${cmd} exited with code ${r.status}`);
-  return `${r.stdout}${r.stderr}`;
 }
 
 function orthancTarget(): TargetDef {
@@ -607,7 +375,7 @@ function orthancTarget(): TargetDef {
       const env = { ...process.env, TCP_NODELAY: '1' };
       const p = startChild('Orthanc', which('Orthanc')!, [configFile], { env, logFile: join(dir, 'orthanc.log') });
       const base = `http://127.0.0.1:${httpPort}`;
-      await waitReady([p], async () => (await httpStatus(`${base}/system`)) === 200 && (await tcpOpen(dicomPort)), 'Orthanc', 60_000);
+      await waitReady([p], async () => (await httpStatus(`${base}/system`)) === 200 && (await tcpOpen(dicomPort)), 'Orthanc', 60_000, { logPaths: true });
       notes.push(
         `Orthanc ran with TCP_NODELAY=1 (its DICOM server is DCMTK, which reads it); plugin ${plugin}; ` +
           'Orthanc has no bind-address setting, so it listened on all interfaces (the load went to 127.0.0.1).',
@@ -628,7 +396,7 @@ function orthancTarget(): TargetDef {
           return (JSON.parse(text) as unknown[]).length;
         },
         async stop() {
-          const note = await stopProc(p);
+          const note = await stopProc(p, { withLogError: true });
           return note ? [note] : [];
         },
       };
@@ -655,7 +423,9 @@ function porticoStandaloneTarget(): TargetDef {
         logFile: join(dir, 'portico.log'),
       });
       const base = `http://127.0.0.1:${httpPort}`;
-      await waitReady([p], async () => (await httpStatus(`${base}/readyz`)) === 200 && (await tcpOpen(dimsePort)), 'Portico standalone');
+      await waitReady([p], async () => (await httpStatus(`${base}/readyz`)) === 200 && (await tcpOpen(dimsePort)), 'Portico standalone', START_TIMEOUT_MS, {
+        logPaths: true,
+      });
       notes.push('Portico standalone: the node process is measured; embedded PostgreSQL runs as separate child processes (column "child processes").');
       return {
         procs: [p],
@@ -665,37 +435,12 @@ function porticoStandaloneTarget(): TargetDef {
         count: porticoCount(base),
         allQueryable: porticoProbe(base),
         async stop() {
-          const note = await stopProc(p);
+          const note = await stopProc(p, { withLogError: true });
           return note ? [note] : [];
         },
       };
     },
   };
-}
-
-const CLUSTER_DB_URL = process.env['PORTICO_BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const CLUSTER_REDIS_URL = process.env['PORTICO_BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
-
-async function pgQuery<T extends pg.QueryResultRow>(url: string, sql: string): Promise<T[]> {
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
-  c.on('error', () => undefined);
-  await c.connect();
-  try {
-    return (await c.query<T>(sql)).rows;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
-async function withRedis<T>(url: string, fn: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis(url, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 1, retryStrategy: () => null });
-  r.on('error', () => undefined);
-  await r.connect();
-  try {
-    return await fn(r);
-  } finally {
-    r.disconnect();
-  }
 }
 
 function redactUrl(u: string): string {
@@ -748,7 +493,7 @@ function porticoClusterTarget(): TargetDef {
       const stopAll = async (): Promise<string[]> => {
         const out: string[] = [];
         for (const p of [...procs].reverse()) {
-          const note = await stopProc(p);
+          const note = await stopProc(p, { withLogError: true });
           if (note) out.push(note);
         }
         await cleanup();
@@ -783,6 +528,7 @@ function porticoClusterTarget(): TargetDef {
           },
           'the S3 server',
           30_000,
+          { logPaths: true },
         );
         const s3info = JSON.parse(await readFile(infoFile, 'utf8')) as {
           endPoint: string;
@@ -827,10 +573,12 @@ function porticoClusterTarget(): TargetDef {
           procs,
           async () => (await httpStatus(`${base}/readyz`)) === 200 && (await tcpOpen(dimse.dimse)),
           'Portico cluster (worker, dicomweb, dimse)',
+          START_TIMEOUT_MS,
+          { logPaths: true },
         );
         // The worker has no port to probe: give it a moment and require that it is still running.
         await sleep(1000);
-        await waitReady(procs, async () => true, 'Portico worker', 1000);
+        await waitReady(procs, async () => true, 'Portico worker', 1000, { logPaths: true });
 
         notes.push(
           `Portico cluster: PostgreSQL ${pgVersion?.v ?? '?'} at ${redactUrl(CLUSTER_DB_URL)} (database ${id}), Redis ${redisVersion} (prefix ${id}), ` +
@@ -1104,11 +852,6 @@ interface TargetRecord {
   peakResetRefused?: boolean;
   /** role → scenario → CPU ms per instance (utime + stime), own and of descendants */
   readonly cpu: Map<string, Map<ScenarioId, { own: number; children: number }>>;
-}
-
-function log(msg: string): void {
-  if (interrupted) return;
-  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 }
 
 async function benchTarget(def: TargetDef, sets: Map<ScenarioId, InstanceSet>, root: string, timeoutMs: number): Promise<TargetRecord> {
@@ -1447,13 +1190,7 @@ function oneLine(s: string): string {
 
 function machineFacts(targets: readonly TargetName[]): Array<[string, string]> {
   const cpus = os.cpus();
-  const tryText = (cmd: string, args: string[]): string => {
-    try {
-      return spawnSyncText(cmd, args);
-    } catch {
-      return '';
-    }
-  };
+  const tryText = (cmd: string, args: string[]): string => toolText(cmd, args, { requireSuccess: true });
   const facts: Array<[string, string]> = [
     ['CPU', `${cpus[0]?.model ?? '?'}; nproc ${os.availableParallelism()}`],
     ['memory', `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`],

@@ -15,12 +15,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort, run, syntheticInstance, testUid } from '@portico/testing';
+import { REPO } from './lib.ts';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const env = { TCP_NODELAY: '1' };
 const { values } = parseArgs({
   options: { instances: { type: 'string', default: '500' }, finds: { type: 'string', default: '30' }, help: { type: 'boolean', short: 'h' } },
