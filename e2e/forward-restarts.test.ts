@@ -16,7 +16,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@portico/db';
 import { createLogger } from '@portico/logging';
-import { freePort, syntheticInstance, testUid } from '@portico/testing';
+import { freePort, holdPort, syntheticInstance, testUid } from '@portico/testing';
 import { startPortico, waitFor, type PorticoProcess } from './portico-process.ts';
 import { runTool } from './dicom-clients.ts';
 
@@ -57,9 +57,17 @@ describe('store-and-forward through Redis and PostgreSQL restarts', () => {
       100,
     );
   };
-  const startDest = (): void => {
+  let destHold: Awaited<ReturnType<typeof holdPort>> | undefined;
+  const startDest = async (): Promise<void> => {
+    await destHold?.release();
+    destHold = undefined;
     mkdirSync(destDir, { recursive: true });
     dest = spawnQuiet('storescp', ['-aet', 'DEST', '+xa', '-od', destDir, String(destPort)]);
+  };
+  /** The destination goes down; its port is kept so nothing else takes it meanwhile. */
+  const stopDest = async (): Promise<void> => {
+    await kill(dest);
+    destHold = await holdPort(destPort);
   };
   const query = async <T extends pg.QueryResultRow>(sql: string, values: unknown[] = []): Promise<T[]> => {
     const c = new pg.Client({ connectionString: postgres!.url });
@@ -113,7 +121,7 @@ describe('store-and-forward through Redis and PostgreSQL restarts', () => {
     [pgPort, redisPort, destPort, dimsePort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     postgres = await startEmbeddedPostgres({ dir: pgDir, port: pgPort, log });
     await startRedis();
-    startDest();
+    await startDest();
     writeFileSync(path.join(work, 'nodes.yml'), `nodes:\n  - { aeTitle: DEST, host: 127.0.0.1, port: ${destPort} }\n`);
     writeFileSync(path.join(work, 'routes.yml'), 'default: [DEST]\n');
     env = {
@@ -141,6 +149,7 @@ describe('store-and-forward through Redis and PostgreSQL restarts', () => {
 
   afterAll(async () => {
     for (const p of procs) await p.stop();
+    await destHold?.release();
     await kill(dest);
     await kill(redis);
     await postgres?.stop();
@@ -149,7 +158,7 @@ describe('store-and-forward through Redis and PostgreSQL restarts', () => {
   });
 
   it('delivers everything after Redis restarts empty while deliveries wait', async () => {
-    await kill(dest);
+    await stopDest();
     const st = writeStudy('redis', 20);
     await send(st.dir);
     await waitFor(
@@ -165,13 +174,13 @@ describe('store-and-forward through Redis and PostgreSQL restarts', () => {
     await kill(redis);
     await new Promise((r) => setTimeout(r, 1000));
     await startRedis();
-    startDest();
+    await startDest();
     await waitDelivered(st);
     for (const p of procs) expect(p.child.exitCode, `${p.role} exited\n${p.logs().slice(-3000)}`).toBeNull();
   });
 
   it('delivers everything after PostgreSQL restarts, including what arrived while it was down', async () => {
-    await kill(dest);
+    await stopDest();
     const before = writeStudy('pg-before', 10);
     await send(before.dir);
     await waitFor(
@@ -190,7 +199,7 @@ describe('store-and-forward through Redis and PostgreSQL restarts', () => {
     await send(during.dir);
     await new Promise((r) => setTimeout(r, 2000));
     postgres = await startEmbeddedPostgres({ dir: pgDir, port: pgPort, log });
-    startDest();
+    await startDest();
     await waitDelivered(before);
     await waitDelivered(during);
     for (const p of procs) expect(p.child.exitCode, `${p.role} exited\n${p.logs().slice(-3000)}`).toBeNull();

@@ -16,7 +16,18 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { corpusDir, corpusManifest, createTestDatabase, freePort, startS3, syntheticInstance, testRedisUrl, testUid, uniqueId } from '@portico/testing';
+import {
+  corpusDir,
+  corpusManifest,
+  createTestDatabase,
+  freePort,
+  holdPort,
+  startS3,
+  syntheticInstance,
+  testRedisUrl,
+  testUid,
+  uniqueId,
+} from '@portico/testing';
 import { REPO_ROOT, startPortico, waitFor, waitForHttp, type PorticoProcess } from './portico-process.ts';
 import { datasetOffset, runTool } from './dicom-clients.ts';
 
@@ -346,6 +357,7 @@ describe('store-and-forward, cluster shape', () => {
 
   it('loses nothing: destination down, export and worker killed with SIGKILL, every queue job lost', async () => {
     await stopStorescp(peers.IMAGEPACS);
+    const hold = await holdPort(peers.IMAGEPACS.port);
     const st = writeStudy('loss', 40);
     await dcmsend('IMAGEPACS', [st.dir]);
     // Deliveries fail while the destination is down…
@@ -363,6 +375,7 @@ describe('store-and-forward, cluster shape', () => {
     if (keys.length > 0) await redis.del(...keys);
     await redis.quit();
     // Things come back: the destination, then the processes.
+    await hold.release();
     startStorescp(peers.IMAGEPACS, 'IMAGEPACS');
     await start('export');
     await start('worker');

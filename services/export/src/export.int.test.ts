@@ -17,7 +17,18 @@ import { openJobQueues, type JobQueues, type JobWorkers } from '@portico/jobs';
 import { cancelExports, listExports, migrate, openDb, replayExports, retryExports, type Db, type ExportPlan, type ExportStatus } from '@portico/db';
 import { startWorker, type IndexedInstance } from '@portico/worker';
 import { startDimseServer, type DimseServer } from '@portico/dimse';
-import { corpusDir, corpusManifest, createTestDatabase, freePort, run, startOrthanc, syntheticInstance, testUid, type TestOrthanc } from '@portico/testing';
+import {
+  corpusDir,
+  corpusManifest,
+  createTestDatabase,
+  freePort,
+  holdPort,
+  run,
+  startOrthanc,
+  syntheticInstance,
+  testUid,
+  type TestOrthanc,
+} from '@portico/testing';
 import { startExport, type ExportService } from './main.ts';
 
 const log = createLogger({ service: 'export-test', level: process.env['PORTICO_TEST_LOG_LEVEL'] ?? 'silent' });
@@ -81,6 +92,18 @@ describe('store-and-forward to DIMSE destinations', () => {
   let drop: () => Promise<void>;
   const work = mkdtempSync(path.join(tmpdir(), 'export-'));
   const peers: Record<string, Peer> = {};
+  let downHold: Awaited<ReturnType<typeof holdPort>> | undefined;
+  /** DOWN comes up: the port is let go and storescp takes it. */
+  const downComesUp = async (): Promise<void> => {
+    await downHold?.release();
+    downHold = undefined;
+    startStorescp(peers['DOWN']!, 'DOWN');
+  };
+  /** DOWN goes down again, its port held. */
+  const downGoesDown = async (): Promise<void> => {
+    await stopStorescp(peers['DOWN']!);
+    downHold = await holdPort(peers['DOWN']!.port);
+  };
   let orthanc: TestOrthanc | undefined;
   let orthancUrl = '';
   /** The test's routes: where each instance goes, decided on its study or SOP Instance UID. */
@@ -146,6 +169,7 @@ describe('store-and-forward to DIMSE destinations', () => {
     // -d: the log shows the Calling Application Name of each association.
     startStorescp(peers['AS_SENDER']!, 'AS_SENDER', ['-d']);
     startStorescp(peers['PACS']!, 'PACS', ['+xa']);
+    downHold = await holdPort(peers['DOWN']!.port);
     // Accepts uncompressed syntaxes only: compressed instances must go out decompressed.
     startStorescp(peers['NOJPEG']!, 'NOJPEG');
     // Orthanc as a DIMSE destination (CI installs it; without it this file fails).
@@ -188,6 +212,7 @@ describe('store-and-forward to DIMSE destinations', () => {
   });
 
   afterAll(async () => {
+    await downHold?.release();
     orthanc?.stop();
     await server?.close(1000);
     await exporter?.close();
@@ -284,14 +309,14 @@ describe('store-and-forward to DIMSE destinations', () => {
     const dead = await rows(study.studyUid);
     expect(dead.every((x) => x.attempts === 6)).toBe(true);
     expect(dead[0]!.lastError).toMatch(/association with DOWN/);
-    startStorescp(peers['DOWN']!, 'DOWN');
+    await downComesUp();
     await new Promise((r) => setTimeout(r, 300));
     const refs = await retryExports(db, { studyInstanceUid: study.studyUid, destination: 'DOWN' });
     expect(refs).toHaveLength(3);
     await queues.enqueueExports(refs, { attempts: 6, backoffMs: 200 });
     await waitStatus(study.studyUid, 3, 'delivered');
-    expect(readdirSync(peers['DOWN']!.dir).filter((f) => study.sops.some((s) => f.includes(s)))).toHaveLength(3);
-    await stopStorescp(peers['DOWN']!);
+    expect(readdirSync(peers['DOWN']!.dir).filter((f) => study.sops.some((s) => f.endsWith(`.${s}`)))).toHaveLength(3);
+    await downGoesDown();
   });
 
   it('delivers once the destination comes back within the retries', async () => {
@@ -299,9 +324,9 @@ describe('store-and-forward to DIMSE destinations', () => {
     routeTable.set(study.studyUid, [{ destination: 'DOWN', rule: 'test', mutations: [] }]);
     await send([study.dir]);
     await waitFor('a failed attempt', async () => ((await rows(study.studyUid)).some((x) => x.status === 'failed') ? true : undefined));
-    startStorescp(peers['DOWN']!, 'DOWN');
+    await downComesUp();
     await waitStatus(study.studyUid, 2, 'delivered');
-    await stopStorescp(peers['DOWN']!);
+    await downGoesDown();
   });
 
   it('cancel stops deliveries; replay sends a study again', async () => {

@@ -10,7 +10,7 @@
  */
 export { corpusDir, corpusManifest } from './corpus.ts';
 export { uniqueId } from './ids.ts';
-export { freePort } from './net.ts';
+export { freePort, holdPort } from './net.ts';
 export { createTestDatabase, testPostgresUrl } from './postgres.ts';
 export type { TestDatabase } from './postgres.ts';
 export { testRedisUrl } from './redis.ts';

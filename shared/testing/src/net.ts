@@ -1,4 +1,4 @@
-import { createConnection, createServer } from 'node:net';
+import { createConnection, createServer, type Server } from 'node:net';
 
 /**
  * A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it for a listen on port 0).
@@ -17,6 +17,20 @@ export function freePort(): Promise<number> {
       server.close(() => (port > 0 ? resolve(port) : reject(new Error('could not read the listening port'))));
     });
   });
+}
+
+/**
+ * A peer that is down, with its port kept: every connection to 127.0.0.1:port is reset at once (as a
+ * crashed PACS behind a live address would answer), and no other test running in parallel can take the
+ * port while the peer is away. Close it (`release`) just before the peer comes back on that port.
+ */
+export async function holdPort(port: number): Promise<{ release(): Promise<void> }> {
+  const server: Server = createServer((socket) => socket.resetAndDestroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return { release: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
 /**
