@@ -17,7 +17,7 @@ import pg from 'pg';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@portico/db';
 import { createLogger } from '@portico/logging';
 import { freePort, holdPort, syntheticInstance, testUid } from '@portico/testing';
-import { startPortico, waitFor, type PorticoProcess } from './portico-process.ts';
+import { QUICK_RECOVERY_ENV, startPortico, waitFor, type PorticoProcess } from './portico-process.ts';
 import { runTool } from './dicom-clients.ts';
 
 const log = createLogger({ service: 'e2e-restarts', level: 'silent' });
@@ -133,13 +133,7 @@ describe('store-and-forward through Redis and PostgreSQL restarts', () => {
       PORTICO_DIMSE_PORT: String(dimsePort),
       PORTICO_DIMSE_HOST: '127.0.0.1',
       PORTICO_DIMSE_ALLOW_UNKNOWN_AE: 'true',
-      PORTICO_EXPORT_BACKOFF_MS: '300',
-      PORTICO_EXPORT_MAX_ATTEMPTS: '30',
-      PORTICO_EXPORT_LEASE_MS: '3000',
-      PORTICO_EXPORT_RECONCILE_INTERVAL_MS: '1000',
-      PORTICO_EXPORT_RECONCILE_AFTER_MS: '2000',
-      PORTICO_RECONCILE_INTERVAL_MS: '1000',
-      PORTICO_RECONCILE_AFTER_MS: '3000',
+      ...QUICK_RECOVERY_ENV,
     };
     const migrate = startPortico('migrate', env);
     expect(await migrate.exited(), migrate.logs()).toBe(0);

@@ -28,7 +28,7 @@ import {
   testUid,
   uniqueId,
 } from '@portico/testing';
-import { REPO_ROOT, startPortico, waitFor, waitForHttp, type PorticoProcess } from './portico-process.ts';
+import { QUICK_RECOVERY_ENV, REPO_ROOT, startPortico, waitFor, waitForHttp, type PorticoProcess } from './portico-process.ts';
 import { datasetOffset, runTool } from './dicom-clients.ts';
 
 const ADMIN_TOKEN = 'e2e-forward-token-0123456789';
@@ -212,14 +212,7 @@ describe('store-and-forward, cluster shape', () => {
       PORTICO_DIMSE_PORT: String(dimsePort),
       PORTICO_DIMSE_HOST: '127.0.0.1',
       PORTICO_DIMSE_ALLOW_UNKNOWN_AE: 'false',
-      // Quick retries and reconciliation, so the loss scenarios finish in seconds.
-      PORTICO_EXPORT_BACKOFF_MS: '300',
-      PORTICO_EXPORT_MAX_ATTEMPTS: '30',
-      PORTICO_EXPORT_LEASE_MS: '3000',
-      PORTICO_EXPORT_RECONCILE_INTERVAL_MS: '1000',
-      PORTICO_EXPORT_RECONCILE_AFTER_MS: '2000',
-      PORTICO_RECONCILE_INTERVAL_MS: '1000',
-      PORTICO_RECONCILE_AFTER_MS: '3000',
+      ...QUICK_RECOVERY_ENV,
     };
     const migrate = startPortico('migrate', env);
     expect(await migrate.exited(), migrate.logs()).toBe(0);

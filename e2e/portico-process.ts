@@ -11,6 +11,20 @@ const CLI = path.join(REPO_ROOT, 'services/portico/src/cli.ts');
 /** The V8 flags bin/portico runs Portico with (see there). */
 const NODE_FLAGS = ['--max-semi-space-size=4'];
 
+/**
+ * Quick retries and reconciliation, so the store-and-forward loss scenarios finish in seconds rather than
+ * the minutes of the defaults.
+ */
+export const QUICK_RECOVERY_ENV: Readonly<Record<string, string>> = {
+  PORTICO_EXPORT_BACKOFF_MS: '300',
+  PORTICO_EXPORT_MAX_ATTEMPTS: '30',
+  PORTICO_EXPORT_LEASE_MS: '3000',
+  PORTICO_EXPORT_RECONCILE_INTERVAL_MS: '1000',
+  PORTICO_EXPORT_RECONCILE_AFTER_MS: '2000',
+  PORTICO_RECONCILE_INTERVAL_MS: '1000',
+  PORTICO_RECONCILE_AFTER_MS: '3000',
+};
+
 export interface PorticoProcess {
   readonly child: ChildProcess;
   readonly role: string;
