@@ -293,6 +293,7 @@ async function retrieve(s: Server): Promise<void> {
   let best = 0;
   let peak = 0;
   let start = 0;
+  let growth = 0;
   for (let run = 0; run < 2; run++) {
     const rss = rssSampler(s.pid);
     const t = performance.now();
@@ -306,10 +307,12 @@ async function retrieve(s: Server): Promise<void> {
     best = Math.max(best, bytes / 1e6 / secs);
     peak = Math.max(peak, m.peakMiB);
     start = m.startMiB;
+    growth = Math.max(growth, m.peakMiB - m.startMiB);
   }
   put(`study retrieve (WADO-RS, ${N} instances), best of 2`, s.name, best, 'MB/s', '≥ 0.8x Orthanc', (p, o) => o !== undefined && p >= 0.8 * o);
   put('peak RSS during study retrieve', s.name, peak, 'MiB');
   put('RSS before study retrieve', s.name, start, 'MiB');
+  put('RSS growth during study retrieve (peak − before)', s.name, growth, 'MiB', 'flat (≤ 50 MiB)', (p) => p <= 50);
 }
 
 async function frames(s: Server): Promise<void> {
@@ -441,7 +444,7 @@ async function qidoAtScale(s: Server, rows: number): Promise<void> {
       await getJson(url);
       per.push(performance.now() - t);
     }
-    const key = `1M rows: QIDO ${label} (${got.length} results)`;
+    const key = `${rows.toLocaleString('en')} rows: QIDO ${label} (${got.length} results)`;
     put(`${key}, p50`, s.name, pct(per, 50), 'ms');
     put(`${key}, p95`, s.name, pct(per, 95), 'ms', '≤ 20 ms', (p) => p <= 20);
   }
