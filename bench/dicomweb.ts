@@ -298,16 +298,22 @@ async function retrieve(s: Server): Promise<void> {
   let peak = 0;
   let start = 0;
   let growth = 0;
+  let ttfb = Infinity;
   for (let k = 0; k < 3; k++) {
     const rss = rssSampler(s.pid);
     let bytes = 0;
     let secs = 0;
     if (CURL) {
       // curl as the client: node's fetch would share the 2 CPUs with the server far more than curl does.
-      const c = await run(CURL, ['-sS', '-o', '/dev/null', '-H', `accept: ${accept}`, '-w', '%{http_code} %{size_download} %{time_total}', url], {
-        timeoutMs: 600_000,
-      });
-      const [code, size, total] = c.stdout.trim().split(' ');
+      const c = await run(
+        CURL,
+        ['-sS', '-o', '/dev/null', '-H', `accept: ${accept}`, '-w', '%{http_code} %{size_download} %{time_total} %{time_starttransfer}', url],
+        {
+          timeoutMs: 600_000,
+        },
+      );
+      const [code, size, total, first] = c.stdout.trim().split(' ');
+      ttfb = Math.min(ttfb, Number(first) * 1000);
       if (c.code !== 0 || code !== '200') throw new Error(`${s.name}: study retrieve: curl exit ${c.code}, HTTP ${code}: ${c.stderr.slice(0, 300)}`);
       bytes = Number(size);
       secs = Number(total);
@@ -333,6 +339,7 @@ async function retrieve(s: Server): Promise<void> {
     '≥ 0.8x Orthanc',
     (p, o) => o !== undefined && p >= 0.8 * o,
   );
+  if (ttfb !== Infinity) put('study retrieve, time to first byte (best of 3)', s.name, ttfb, 'ms');
   put('peak RSS during study retrieve', s.name, peak, 'MiB');
   put('RSS before study retrieve', s.name, start, 'MiB');
   put('RSS growth during study retrieve (peak − before)', s.name, growth, 'MiB', 'flat (≤ 50 MiB)', (p) => p <= 50);
