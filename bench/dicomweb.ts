@@ -124,6 +124,15 @@ const statusKb = (pid: number, field: string): number | undefined => {
     return undefined;
   }
 };
+/** utime + stime of a process in seconds (clock ticks of 1/100 s). */
+const cpuSeconds = (pid: number): number => {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+};
 const resetHwm = (pid: number): boolean => {
   try {
     writeFileSync(`/proc/${pid}/clear_refs`, '5');
@@ -299,8 +308,10 @@ async function retrieve(s: Server): Promise<void> {
   let start = 0;
   let growth = 0;
   let ttfb = Infinity;
+  let cpuShare = 0;
   for (let k = 0; k < 3; k++) {
     const rss = rssSampler(s.pid);
+    const cpu0 = cpuSeconds(s.pid);
     let bytes = 0;
     let secs = 0;
     if (CURL) {
@@ -326,6 +337,7 @@ async function retrieve(s: Server): Promise<void> {
     }
     const m = rss.stop();
     if (k === 0 && bytes < setBytes * 0.95) notes.push(`${s.name}: study retrieve gave ${bytes} bytes for ${setBytes} bytes of files.`);
+    if (bytes / 1e6 / secs > best) cpuShare = (cpuSeconds(s.pid) - cpu0) / secs;
     best = Math.max(best, bytes / 1e6 / secs);
     peak = Math.max(peak, m.peakMiB);
     start = m.startMiB;
@@ -339,6 +351,7 @@ async function retrieve(s: Server): Promise<void> {
     '≥ 0.8x Orthanc',
     (p, o) => o !== undefined && p >= 0.8 * o,
   );
+  put('study retrieve, server CPU (fastest run; 100% = one core)', s.name, cpuShare * 100, '%');
   if (ttfb !== Infinity) put('study retrieve, time to first byte (best of 3)', s.name, ttfb, 'ms');
   put('peak RSS during study retrieve', s.name, peak, 'MiB');
   put('RSS before study retrieve', s.name, start, 'MiB');
