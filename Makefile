@@ -12,7 +12,7 @@ else
   export PATH := $(NODE_BIN):$(PATH)
 endif
 
-.PHONY: help node deps viewer run test test-unit test-integration test-e2e lint typecheck generate check-generated bench bench-qr bench-forward clean
+.PHONY: help node deps viewer run test test-unit test-integration test-e2e lint typecheck generate check-generated bench bench-qr bench-forward bench-web clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -93,6 +93,9 @@ bench-qr: deps ## C-FIND / C-MOVE / C-GET benchmark side by side with Orthanc (s
 
 bench-forward: deps ## store-and-forward benchmark side by side with Orthanc auto-forwarding (see bench/README.md)
 	node bench/forward.ts
+
+bench-web: deps ## DICOMweb (QIDO / metadata / WADO-RS / frames, 1M-row QIDO) benchmark side by side with Orthanc (see bench/README.md)
+	node bench/dicomweb.ts
 
 clean:
 	rm -rf node_modules .node dist-types .viewer
