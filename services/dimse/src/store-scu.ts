@@ -487,14 +487,11 @@ export class StoreScu {
    */
   async sendPrepared(object: Omit<StoredObject, 'objectKey'>, part10: AsyncIterable<Uint8Array>): Promise<StoreOutcomeScu> {
     if (this.failure) throw this.failure;
-    const association = this.network.association!;
-    for (const { id } of association.getPresentationContexts()) {
-      const pc = association.getPresentationContext(id);
-      if (pc.getAbstractSyntaxUid() !== object.sopClassUid || pc.getResult() !== PresentationContextResult.Accept) continue;
-      if (pc.getAcceptedTransferSyntaxUid() !== object.transferSyntaxUid) continue;
-      return this.write({ pcId: id, transferSyntaxUid: object.transferSyntaxUid }, { ...object, objectKey: '' }, undefined, undefined, part10);
-    }
-    return { status: 0xa702, errorComment: `no accepted context for ${object.transferSyntaxUid}` };
+    // acceptedContext prefers the context of exactly this syntax; any other would mislabel the bytes.
+    const accepted = this.acceptedContext(object);
+    if (accepted?.transferSyntaxUid !== object.transferSyntaxUid)
+      return { status: 0xa702, errorComment: `no accepted context for ${object.transferSyntaxUid}` };
+    return this.write(accepted, { ...object, objectKey: '' }, undefined, undefined, part10);
   }
 
   /** Sends one instance; resolves with the peer's status (never rejects on a failure status). */
