@@ -9,6 +9,7 @@
  *
  *   node bench/ingest-cpu.ts [--instances 500] [--rounds 3] [--associations 1] [--pdu 131072]
  *                            [--node-flag --cpu-prof ...] [--log-level debug] [--keep]
+ *                            [--database-url postgres://…]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile, stat, chmod } from 'node:fs/promises';
@@ -32,6 +33,9 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'warn' },
     'worker-concurrency': { type: 'string' },
+    // An external index database instead of the embedded one (e.g. with log_statement or
+    // pg_stat_statements turned on, to see what SQL an instance costs).
+    'database-url': { type: 'string' },
   },
 });
 const N = Number(values.instances);
@@ -150,6 +154,7 @@ async function main(): Promise<void> {
     PORTICO_DIMSE_PORT: String(dimse),
     PORTICO_EMBEDDED_PG_PORT: String(pg),
     ...(values['worker-concurrency'] ? { PORTICO_WORKER_CONCURRENCY: values['worker-concurrency'] } : {}),
+    ...(values['database-url'] ? { PORTICO_DATABASE_URL: values['database-url'] } : {}),
   });
   const log = openSync(join(dir, 'portico.log'), 'w');
   const flags = ['--max-semi-space-size=4', ...(values['node-flag'] ?? [])];
