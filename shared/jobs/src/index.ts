@@ -47,7 +47,7 @@ export const JOBS = {
     queue: 'ingest',
     // Generous attempts: a database or store outage must not turn into a lost instance. Failed jobs are
     // kept so `portico` tooling (and the reconciler) can see and replay them.
-    options: { attempts: 12, backoff: { type: 'exponential', delay: 500 }, removeOnComplete: { count: 1000 }, removeOnFail: { count: 100000 } },
+    options: { attempts: 12, backoff: { type: 'exponential', delay: 500 }, removeOnComplete: true, removeOnFail: { count: 100000 } },
     // One job per received copy, keyed by its staging object: a re-send while the first copy is queued is
     // a second job (the index upsert lets the latest received copy win), and the reconciler, which knows
     // only the staging key, re-adds a lost job under the same id, so it never duplicates a queued one.
