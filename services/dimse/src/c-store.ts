@@ -21,7 +21,7 @@
  * ingest-instance.ts): a gateway must not lose what a modality produced.
  */
 import { randomUUID } from 'node:crypto';
-import { parseInstance, writeFileMetaInformation, DicomParseError, type ParsedInstance } from '@portico/dicom';
+import { parseInstance, receivedHeaders, writeFileMetaInformation, DicomParseError, type ParsedInstance } from '@portico/dicom';
 import { PorticoError, toPorticoError } from '@portico/errors';
 import { ChunkChannel, type ObjectStore } from '@portico/storage';
 import type { JobQueues } from '@portico/jobs';
@@ -59,6 +59,8 @@ export class StoreSink {
   /** When the last PDV arrived (for the durable-store latency in debug logs). */
   private dataEndedAt = 0;
   private readonly createdAt = performance.now();
+  /** Bytes queued for the object store (File Meta group included). */
+  private bytes = 0;
 
   constructor(ctx: StoreContext, command: { sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string }) {
     this.ctx = ctx;
@@ -87,6 +89,7 @@ export class StoreSink {
       sendingApplicationEntityTitle: ctx.callingAeTitle,
       receivingApplicationEntityTitle: ctx.calledAeTitle,
     });
+    this.bytes = meta.length;
     this.storeBody.write(meta);
     this.parseBody.write(meta);
   }
@@ -102,6 +105,7 @@ export class StoreSink {
    */
   write(chunk: Buffer): boolean {
     if (this.closed) return true;
+    this.bytes += chunk.length;
     const stored = this.storeFailed || this.storeBody.write(chunk);
     const parsed = this.parseFailed || this.parseBody.write(chunk);
     return stored && parsed;
@@ -169,6 +173,8 @@ export class StoreSink {
         throw new PorticoError('DATASET_MISMATCH', 'SOP Class UID of the data set differs from the C-STORE command');
       const early = await Promise.race([putSettled, Promise.resolve(undefined)]);
       if (early) throw new PorticoError('OUT_OF_RESOURCES', `object store: ${early.message}`);
+      // Before the job exists: an ingest worker in this process takes the parsed header from here.
+      receivedHeaders.offer(this.stagingKey, parsed, this.bytes);
       const enqueue = this.ctx.queues
         .enqueueIngest({
           stagingKey: this.stagingKey,
@@ -212,6 +218,7 @@ export class StoreSink {
     } catch (err) {
       const e = toPorticoError(err);
       log().warn({ code: e.code, status: `0x${e.projection.dimseStatus.toString(16).padStart(4, '0')}`, reason: e.message }, 'C-STORE refused');
+      receivedHeaders.withdraw(this.stagingKey);
       const putError = await putSettled;
       if (enqueued) await this.ctx.queues.cancelIngest(this.stagingKey);
       if (!putError)

@@ -21,6 +21,8 @@ export {
 export type { FileMetaInformation, WriteFileMetaOptions } from './file-meta.ts';
 
 export { parseInstance } from './parse-instance.ts';
+export { ParsedHeaderHandoff, receivedHeaders } from './handoff.ts';
+export type { HandedOffHeader } from './handoff.ts';
 export type { ParsedInstance, ParseInstanceOptions, PixelDataLocation } from './parse-instance.ts';
 export type { FrameLocation } from './frames.ts';
 

@@ -26,7 +26,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ChunkChannel } from '@portico/storage';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { DicomParseError, hasPart10Preamble, hierarchyUids, isValidUid, parseInstance, type ParsedInstance } from '@portico/dicom';
+import { DicomParseError, hasPart10Preamble, hierarchyUids, isValidUid, parseInstance, receivedHeaders, type ParsedInstance } from '@portico/dicom';
 import { PorticoError, toPorticoError } from '@portico/errors';
 import type { RouteDeps } from '../deps.ts';
 import { el, type DicomJson } from '../dicom-json.ts';
@@ -108,6 +108,7 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
   parsing.catch(() => undefined);
 
   let head = Buffer.alloc(0);
+  let bytes = 0;
   let early: PorticoError | undefined;
   try {
     for await (const chunk of part.body as AsyncIterable<Buffer>) {
@@ -121,6 +122,7 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
           continue;
         }
       }
+      bytes += chunk.length;
       storeSink.write(chunk);
       parseSink.write(chunk);
       await Promise.all([storeSink.stream.drained(), parseSink.stream.drained()]);
@@ -153,6 +155,7 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
   const parsed = 'value' in parseResult ? parseResult.value : undefined;
   let enqueued = false;
   const discard = async (error: PorticoError): Promise<PartOutcome> => {
+    receivedHeaders.withdraw(stagingKey);
     const putError = await putSettled;
     if (enqueued) await deps.queues.cancelIngest(stagingKey);
     if (!putError) {
@@ -181,6 +184,8 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
   const problem = checkParsed(p, part.index, ctx.studyFromUrl);
   if (problem) return discard(problem);
 
+  // Before the job exists: an ingest worker in this process takes the parsed header from here.
+  receivedHeaders.offer(stagingKey, p, bytes);
   const enqueue = deps.queues
     .enqueueIngest({
       stagingKey,

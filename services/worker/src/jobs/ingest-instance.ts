@@ -18,7 +18,7 @@
  * not refused: they are indexed under a UID derived from their SOP Instance UID (2.25 form, PS3.5 §B.2),
  * the same on every re-send, and the metadata shows the derived value.
  */
-import { parseInstance, indexAttributes, hierarchyUids, isValidUid, DicomParseError, type ParsedInstance } from '@portico/dicom';
+import { parseInstance, receivedHeaders, indexAttributes, hierarchyUids, isValidUid, DicomParseError, type ParsedInstance } from '@portico/dicom';
 
 export { derivedUid, hierarchyUids } from '@portico/dicom';
 import { upsertInstance, recordEvent, pickTags, planExports, STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, type Db, type ExportPlan, type ExportRef } from '@portico/db';
@@ -99,24 +99,30 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
   }
 
   let parsed: ParsedInstance;
-  try {
-    // Ranged reads: the parser seeks over pixel data, so only the header (and what follows the pixel
-    // data) is fetched — "parse the header only", even from S3.
-    parsed = await parseInstance(seekableObject(store, sourceKey, stat.size));
-  } catch (err) {
-    if (err instanceof DicomParseError) {
-      // Kept for inspection under failed/, out of staging/ so the reconciler does not retry it forever.
-      const failedKey = `failed/${sourceKey.replace(/^.*\//, '')}`;
-      if (sourceKey === payload.stagingKey) await store.move(sourceKey, failedKey);
-      await recordEvent(
-        db,
-        'ingest-failed',
-        { sopInstanceUid: payload.sopInstanceUid || undefined },
-        { stagingKey: payload.stagingKey, failedKey, reason: err.message },
-      );
-      throw new UnrecoverableError(`cannot parse ${sourceKey}: ${err.message}`);
+  // Parsed on receipt in this process (see receivedHeaders): the same bytes, so the same result.
+  const handedOff = sourceKey === payload.stagingKey ? receivedHeaders.take(sourceKey) : undefined;
+  if (handedOff && handedOff.size === stat.size) {
+    parsed = handedOff.parsed;
+  } else {
+    try {
+      // Ranged reads: the parser seeks over pixel data, so only the header (and what follows the pixel
+      // data) is fetched — "parse the header only", even from S3.
+      parsed = await parseInstance(seekableObject(store, sourceKey, stat.size));
+    } catch (err) {
+      if (err instanceof DicomParseError) {
+        // Kept for inspection under failed/, out of staging/ so the reconciler does not retry it forever.
+        const failedKey = `failed/${sourceKey.replace(/^.*\//, '')}`;
+        if (sourceKey === payload.stagingKey) await store.move(sourceKey, failedKey);
+        await recordEvent(
+          db,
+          'ingest-failed',
+          { sopInstanceUid: payload.sopInstanceUid || undefined },
+          { stagingKey: payload.stagingKey, failedKey, reason: err.message },
+        );
+        throw new UnrecoverableError(`cannot parse ${sourceKey}: ${err.message}`);
+      }
+      throw err;
     }
-    throw err;
   }
   const uids = hierarchyUids(parsed.sopInstanceUid, parsed.studyInstanceUid, parsed.seriesInstanceUid);
   for (const [name, uid] of [
