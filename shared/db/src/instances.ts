@@ -47,6 +47,85 @@ export interface StoredInstance {
   readonly receivedAt: Date;
 }
 
+const STUDY_COLUMNS = [
+  'patient_name',
+  'patient_name_norm',
+  'patient_id',
+  'issuer_of_patient_id',
+  'patient_birth_date',
+  'patient_sex',
+  'study_date',
+  'study_time',
+  'accession_number',
+  'study_id',
+  'study_description',
+  'referring_physician_name',
+  'referring_physician_name_norm',
+  'json',
+];
+const SERIES_COLUMNS = ['study_pk', 'modality', 'series_number', 'series_description', 'performed_procedure_step_start_date', 'json'];
+const INSTANCE_COLUMNS = [
+  'series_pk',
+  'study_pk',
+  'sop_class_uid',
+  'instance_number',
+  'number_of_frames',
+  'rows',
+  'columns',
+  'transfer_syntax_uid',
+  'object_key',
+  'object_size',
+  'json',
+  'frames',
+  'bulk_data',
+  'pixel_data_encapsulated',
+  'source',
+  'calling_ae_title',
+  'called_ae_title',
+  'received_at',
+];
+const set = (cols: readonly string[]): string => cols.map((c) => `${c} = EXCLUDED.${c}`).join(', ');
+const changed = (table: string, cols: readonly string[]): string =>
+  `(${cols.map((c) => `${table}.${c}`).join(', ')}) IS DISTINCT FROM (${cols.map((c) => `EXCLUDED.${c}`).join(', ')})`;
+
+/**
+ * Study, series, instance and audit event in one statement: on this path every round trip to the database
+ * costs CPU on both sides, and ingest runs once per instance. The study and series rows are rewritten
+ * only when a value changed: every instance of a study carries the same study attributes, and rewriting
+ * the row each time (a new row version, its WAL and its index entries) was a third of the statement's
+ * cost. Unchanged, the existing row's key is read instead (`UNION ALL` branch).
+ */
+const UPSERT_SQL = `WITH st_w AS (
+   INSERT INTO study (study_instance_uid, ${STUDY_COLUMNS.join(', ')})
+   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
+   ON CONFLICT ON CONSTRAINT study_study_instance_uid_key DO UPDATE SET ${set(STUDY_COLUMNS)}, updated_at = now()
+   WHERE ${changed('study', STUDY_COLUMNS)}
+   RETURNING study_pk
+ ), st AS (
+   SELECT study_pk FROM st_w
+   UNION ALL
+   SELECT study_pk FROM study WHERE study_instance_uid = $1 AND NOT EXISTS (SELECT 1 FROM st_w)
+ ), se_w AS (
+   INSERT INTO series (series_instance_uid, ${SERIES_COLUMNS.join(', ')})
+   SELECT $16, st.study_pk, $17, $18, $19, $20, $21 FROM st
+   ON CONFLICT ON CONSTRAINT series_series_instance_uid_key DO UPDATE SET ${set(SERIES_COLUMNS)}, updated_at = now()
+   WHERE ${changed('series', SERIES_COLUMNS)}
+   RETURNING series_pk, study_pk
+ ), se AS (
+   SELECT series_pk, study_pk FROM se_w
+   UNION ALL
+   SELECT s.series_pk, s.study_pk FROM series s JOIN st ON st.study_pk = s.study_pk
+    WHERE s.series_instance_uid = $16 AND NOT EXISTS (SELECT 1 FROM se_w)
+ ), ins AS (
+   INSERT INTO instance (sop_instance_uid, ${INSTANCE_COLUMNS.join(', ')})
+   SELECT $22, se.series_pk, se.study_pk, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38 FROM se
+   ON CONFLICT ON CONSTRAINT instance_sop_instance_uid_key DO UPDATE SET ${set(INSTANCE_COLUMNS)}, updated_at = now()
+   RETURNING series_pk, study_pk
+ ), ev AS (
+   INSERT INTO event (kind, sop_instance_uid, study_instance_uid, detail) VALUES ('stored', $22, $1, $39)
+ )
+ SELECT series_pk, study_pk FROM ins`;
+
 function toInt(v: string | undefined): number | null {
   if (v === undefined || v.trim() === '') return null;
   const n = Number.parseInt(v, 10);
@@ -82,100 +161,59 @@ export async function upsertInstance(
       if (apply) await apply();
 
       const a = rec.attrs;
-      // One statement for study, series, instance and audit event: on this path every round trip to the
-      // database costs CPU on both sides, and ingest runs once per instance.
-      const res = await tx.query<{ series_pk: string; study_pk: string }>(
-        `WITH st AS (
-         INSERT INTO study (study_instance_uid, patient_name, patient_name_norm, patient_id, issuer_of_patient_id,
-           patient_birth_date, patient_sex, study_date, study_time, accession_number, study_id, study_description,
-           referring_physician_name, referring_physician_name_norm, json)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
-         ON CONFLICT ON CONSTRAINT study_study_instance_uid_key DO UPDATE SET
-           patient_name = EXCLUDED.patient_name, patient_name_norm = EXCLUDED.patient_name_norm,
-           patient_id = EXCLUDED.patient_id, issuer_of_patient_id = EXCLUDED.issuer_of_patient_id,
-           patient_birth_date = EXCLUDED.patient_birth_date, patient_sex = EXCLUDED.patient_sex,
-           study_date = EXCLUDED.study_date, study_time = EXCLUDED.study_time,
-           accession_number = EXCLUDED.accession_number, study_id = EXCLUDED.study_id,
-           study_description = EXCLUDED.study_description, referring_physician_name = EXCLUDED.referring_physician_name,
-           referring_physician_name_norm = EXCLUDED.referring_physician_name_norm, json = EXCLUDED.json, updated_at = now()
-         RETURNING study_pk
-       ), se AS (
-         INSERT INTO series (series_instance_uid, study_pk, modality, series_number, series_description,
-           performed_procedure_step_start_date, json)
-         SELECT $16, st.study_pk, $17, $18, $19, $20, $21 FROM st
-         ON CONFLICT ON CONSTRAINT series_series_instance_uid_key DO UPDATE SET
-           study_pk = EXCLUDED.study_pk, modality = EXCLUDED.modality, series_number = EXCLUDED.series_number,
-           series_description = EXCLUDED.series_description,
-           performed_procedure_step_start_date = EXCLUDED.performed_procedure_step_start_date,
-           json = EXCLUDED.json, updated_at = now()
-         RETURNING series_pk, study_pk
-       ), ins AS (
-         INSERT INTO instance (sop_instance_uid, series_pk, study_pk, sop_class_uid, instance_number, number_of_frames,
-           rows, columns, transfer_syntax_uid, object_key, object_size, json, frames, bulk_data, pixel_data_encapsulated,
-           source, calling_ae_title, called_ae_title, received_at)
-         SELECT $22, se.series_pk, se.study_pk, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38 FROM se
-         ON CONFLICT ON CONSTRAINT instance_sop_instance_uid_key DO UPDATE SET
-           series_pk = EXCLUDED.series_pk, study_pk = EXCLUDED.study_pk, sop_class_uid = EXCLUDED.sop_class_uid,
-           instance_number = EXCLUDED.instance_number, number_of_frames = EXCLUDED.number_of_frames,
-           rows = EXCLUDED.rows, columns = EXCLUDED.columns, transfer_syntax_uid = EXCLUDED.transfer_syntax_uid,
-           object_key = EXCLUDED.object_key, object_size = EXCLUDED.object_size, json = EXCLUDED.json,
-           frames = EXCLUDED.frames, bulk_data = EXCLUDED.bulk_data,
-           pixel_data_encapsulated = EXCLUDED.pixel_data_encapsulated, source = EXCLUDED.source,
-           calling_ae_title = EXCLUDED.calling_ae_title, called_ae_title = EXCLUDED.called_ae_title,
-           received_at = EXCLUDED.received_at, updated_at = now()
-         RETURNING series_pk, study_pk
-       ), ev AS (
-         INSERT INTO event (kind, sop_instance_uid, study_instance_uid, detail) VALUES ('stored', $22, $1, $39)
-       )
-       SELECT series_pk, study_pk FROM ins`,
-        [
-          rec.studyInstanceUid,
-          a['PatientName'] ?? '',
-          normalizePersonName(a['PatientName'] ?? ''),
-          a['PatientID'] ?? '',
-          a['IssuerOfPatientID'] ?? '',
-          a['PatientBirthDate'] ?? '',
-          a['PatientSex'] ?? '',
-          a['StudyDate'] ?? '',
-          a['StudyTime'] ?? '',
-          a['AccessionNumber'] ?? '',
-          a['StudyID'] ?? '',
-          a['StudyDescription'] ?? '',
-          a['ReferringPhysicianName'] ?? '',
-          normalizePersonName(a['ReferringPhysicianName'] ?? ''),
-          JSON.stringify(rec.studyJson),
-          rec.seriesInstanceUid,
-          a['Modality'] ?? '',
-          a['SeriesNumber'] ?? '',
-          a['SeriesDescription'] ?? '',
-          a['PerformedProcedureStepStartDate'] ?? '',
-          JSON.stringify(rec.seriesJson),
-          rec.sopInstanceUid,
-          rec.sopClassUid,
-          a['InstanceNumber'] ?? '',
-          toInt(a['NumberOfFrames']) ?? 1,
-          toInt(a['Rows']),
-          toInt(a['Columns']),
-          rec.transferSyntaxUid,
-          rec.objectKey,
-          rec.objectSize,
-          JSON.stringify(rec.json),
-          JSON.stringify(rec.frames.map((f) => f.map((r) => [r.offset, r.length]))),
-          JSON.stringify(
-            Object.fromEntries(
-              Object.entries(rec.bulkData)
-                .filter(([, v]) => v)
-                .map(([k, v]) => [k, [v!.offset, v!.length]]),
-            ),
+      const params = [
+        rec.studyInstanceUid,
+        a['PatientName'] ?? '',
+        normalizePersonName(a['PatientName'] ?? ''),
+        a['PatientID'] ?? '',
+        a['IssuerOfPatientID'] ?? '',
+        a['PatientBirthDate'] ?? '',
+        a['PatientSex'] ?? '',
+        a['StudyDate'] ?? '',
+        a['StudyTime'] ?? '',
+        a['AccessionNumber'] ?? '',
+        a['StudyID'] ?? '',
+        a['StudyDescription'] ?? '',
+        a['ReferringPhysicianName'] ?? '',
+        normalizePersonName(a['ReferringPhysicianName'] ?? ''),
+        JSON.stringify(rec.studyJson),
+        rec.seriesInstanceUid,
+        a['Modality'] ?? '',
+        a['SeriesNumber'] ?? '',
+        a['SeriesDescription'] ?? '',
+        a['PerformedProcedureStepStartDate'] ?? '',
+        JSON.stringify(rec.seriesJson),
+        rec.sopInstanceUid,
+        rec.sopClassUid,
+        a['InstanceNumber'] ?? '',
+        toInt(a['NumberOfFrames']) ?? 1,
+        toInt(a['Rows']),
+        toInt(a['Columns']),
+        rec.transferSyntaxUid,
+        rec.objectKey,
+        rec.objectSize,
+        JSON.stringify(rec.json),
+        JSON.stringify(rec.frames.map((f) => f.map((r) => [r.offset, r.length]))),
+        JSON.stringify(
+          Object.fromEntries(
+            Object.entries(rec.bulkData)
+              .filter(([, v]) => v)
+              .map(([k, v]) => [k, [v!.offset, v!.length]]),
           ),
-          rec.pixelDataEncapsulated,
-          rec.source,
-          rec.callingAeTitle ?? null,
-          rec.calledAeTitle ?? null,
-          rec.receivedAt,
-          JSON.stringify({ source: rec.source, callingAet: rec.callingAeTitle, replaced: !!prev }),
-        ],
-      );
+        ),
+        rec.pixelDataEncapsulated,
+        rec.source,
+        rec.callingAeTitle ?? null,
+        rec.calledAeTitle ?? null,
+        rec.receivedAt,
+        JSON.stringify({ source: rec.source, callingAet: rec.callingAeTitle, replaced: !!prev }),
+      ];
+      let res = await tx.query<{ series_pk: string; study_pk: string }>(UPSERT_SQL, params);
+      // No row: the study or series row was inserted by a transaction that committed while this statement
+      // ran (two instances of a new study indexed at once), unchanged, so the statement neither updated it
+      // nor could see it in its snapshot. Once more sees it: each statement takes a new snapshot.
+      if (res.rows.length === 0) res = await tx.query<{ series_pk: string; study_pk: string }>(UPSERT_SQL, params);
+      if (res.rows.length === 0) throw new Error('index upsert returned no row twice');
       const seriesPk = res.rows[0]!.series_pk;
       // A re-sent instance may have moved to another series or study: drop what it left empty.
       if (prev && prev.series_pk !== seriesPk) await dropIfEmpty(tx, prev.series_pk, prev.study_pk);

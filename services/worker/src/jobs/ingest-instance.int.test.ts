@@ -7,7 +7,7 @@ import { mkdtempSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger } from '@portico/logging';
-import { openDb, migrate, findInstance, type Db } from '@portico/db';
+import { openDb, migrate, findInstance, upsertInstance, type Db, type InstanceRecord } from '@portico/db';
 import { openObjectStore, type ObjectStore } from '@portico/storage';
 import { UnrecoverableError, openJobQueues, type IngestInstancePayload } from '@portico/jobs';
 import { createTestDatabase, syntheticInstance, testUid, uniqueId } from '@portico/testing';
@@ -77,6 +77,85 @@ describe('ingest-instance', () => {
     expect(await store.stat(first.stagingKey)).toBeNull();
     const name = await db.query<{ patient_name: string }>('SELECT patient_name FROM study WHERE study_instance_uid = $1', [study]);
     expect(name.rows[0]!.patient_name).toBe('Second^Copy');
+  });
+
+  it('rewrites study and series rows only when a value changed; a re-sent instance may move series', async () => {
+    const [st, seA, seB] = [testUid('keep-study', 1), testUid('keep-series', 1), testUid('keep-series', 2)];
+    const version = async (table: 'study' | 'series', uid: string): Promise<string | undefined> =>
+      (await db.query<{ v: string }>(`SELECT xmin::text AS v FROM ${table} WHERE ${table}_instance_uid = $1`, [uid])).rows[0]?.v;
+    const ingest = async (sop: string, opts: Partial<Parameters<typeof syntheticInstance>[0]>, when = new Date()): Promise<string> =>
+      ingestInstance({ db, store, log }, await stage(sop, { studyInstanceUid: st, seriesInstanceUid: seA, patientName: 'Keep^Rows', ...opts }, when));
+    expect(await ingest(testUid('keep-sop', 1), {})).toBe('inserted');
+    const [study0, series0] = [await version('study', st), await version('series', seA)];
+    expect(await ingest(testUid('keep-sop', 2), {})).toBe('inserted');
+    // same study and series attributes: both rows untouched
+    expect([await version('study', st), await version('series', seA)]).toEqual([study0, series0]);
+    // a changed study attribute rewrites the study row, not the series row
+    expect(await ingest(testUid('keep-sop', 3), { patientName: 'Renamed^Patient' })).toBe('inserted');
+    expect(await version('study', st)).not.toBe(study0);
+    expect(await version('series', seA)).toBe(series0);
+    const name = await db.query<{ patient_name: string }>('SELECT patient_name FROM study WHERE study_instance_uid = $1', [st]);
+    expect(name.rows[0]!.patient_name).toBe('Renamed^Patient');
+    // a re-send into another series moves the instance; a modality change rewrites that series row
+    expect(await ingest(testUid('keep-sop', 1), { seriesInstanceUid: seB, modality: 'MR' }, new Date(Date.now() + 1000))).toBe('replaced');
+    expect((await findInstance(db, testUid('keep-sop', 1)))?.seriesInstanceUid).toBe(seB);
+    const modality = await db.query<{ modality: string }>('SELECT modality FROM series WHERE series_instance_uid = $1', [seB]);
+    expect(modality.rows[0]!.modality).toBe('MR');
+  });
+
+  it('indexes the instances of a new study arriving all at once (concurrent transactions)', async () => {
+    const [st, se] = [testUid('burst-study', 1), testUid('burst-series', 1)];
+    const payloads = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => stage(testUid('burst-sop', i), { studyInstanceUid: st, seriesInstanceUid: se, patientName: 'Burst^Arrival' })),
+    );
+    const outcomes = await Promise.all(payloads.map((p) => ingestInstance({ db, store, log }, p)));
+    expect(outcomes).toEqual(payloads.map(() => 'inserted'));
+    const rows = await db.query<{ studies: string; series: string; instances: string }>(
+      `SELECT (SELECT count(*) FROM study WHERE study_instance_uid = $1) AS studies,
+              (SELECT count(*) FROM series WHERE series_instance_uid = $2) AS series,
+              (SELECT count(*) FROM instance i JOIN series s ON s.series_pk = i.series_pk WHERE s.series_instance_uid = $2) AS instances`,
+      [st, se],
+    );
+    expect(rows.rows[0]).toEqual({ studies: '1', series: '1', instances: '16' });
+  });
+
+  it('an unchanged study row inserted by a transaction that commits mid-statement is found (retry with a new snapshot)', async () => {
+    const st = testUid('race-study', 1);
+    const record = (n: number): InstanceRecord => ({
+      studyInstanceUid: st,
+      seriesInstanceUid: testUid('race-series', 1),
+      sopInstanceUid: testUid('race-sop', n),
+      sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+      transferSyntaxUid: '1.2.840.10008.1.2.1',
+      attrs: { PatientName: 'Race^Condition', Modality: 'CT' },
+      studyJson: {},
+      seriesJson: {},
+      json: {},
+      frames: [],
+      bulkData: {},
+      pixelDataEncapsulated: false,
+      objectKey: `race/${n}.dcm`,
+      objectSize: 1,
+      source: 'dimse',
+      receivedAt: new Date(),
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let inserted!: () => void;
+    const firstInserted = new Promise<void>((resolve) => (inserted = resolve));
+    // The first transaction inserts the new study and series, then holds its commit.
+    const first = upsertInstance(db, record(1), undefined, async () => {
+      inserted();
+      await gate;
+    });
+    await firstInserted;
+    // The second statement starts now (its snapshot cannot see the first rows) and waits on their lock.
+    const second = upsertInstance(db, record(2));
+    await new Promise((r) => setTimeout(r, 200));
+    release();
+    expect((await first).outcome).toBe('inserted');
+    expect((await second).outcome).toBe('inserted');
+    expect((await findInstance(db, testUid('race-sop', 2)))?.studyInstanceUid).toBe(st);
   });
 
   it('recovers when a crash came between the move and the commit', async () => {
