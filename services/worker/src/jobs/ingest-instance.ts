@@ -86,8 +86,12 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
   const expected = hierarchyUids(payload.sopInstanceUid, payload.studyInstanceUid ?? '', payload.seriesInstanceUid ?? '');
   const expectedKey = payload.studyInstanceUid !== undefined ? instanceKey(expected.study, expected.series, payload.sopInstanceUid) : undefined;
 
+  // Parsed on receipt in this process (see receivedHeaders): the same bytes, written moments ago, so the
+  // same result, and no need to look the object up (were it gone, the copy below fails and the retry
+  // finds out).
+  const handedOff = receivedHeaders.take(payload.stagingKey);
   let sourceKey = payload.stagingKey;
-  let stat = await store.stat(sourceKey);
+  let stat = handedOff ? { size: handedOff.size } : await store.stat(sourceKey);
   if (!stat && expectedKey) {
     // A previous attempt moved the object; whether it also committed, indexing again is harmless.
     sourceKey = expectedKey;
@@ -99,9 +103,7 @@ export async function ingestInstance(deps: IngestDeps, payload: IngestInstancePa
   }
 
   let parsed: ParsedInstance;
-  // Parsed on receipt in this process (see receivedHeaders): the same bytes, so the same result.
-  const handedOff = sourceKey === payload.stagingKey ? receivedHeaders.take(sourceKey) : undefined;
-  if (handedOff && handedOff.size === stat.size) {
+  if (handedOff) {
     parsed = handedOff.parsed;
   } else {
     try {
