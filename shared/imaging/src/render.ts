@@ -7,7 +7,7 @@
  * the index, so a 2 GB multi-frame costs one frame. The LUT stages are small and are tested on their own.
  * @see PS3.18 §8.3.5 (rendered resources), PS3.4 §N.2 (grayscale pipeline)
  */
-import sharp from 'sharp';
+import type SharpModule from 'sharp';
 import type { DicomJsonDataset } from '@portico/dicom';
 import { PorticoError } from '@portico/errors';
 import { decodeFrame } from './codecs.ts';
@@ -15,9 +15,24 @@ import { applyModality, colourToRgb, paletteToRgb, storedValues, toDisplay } fro
 import { clipRegion, fitInside, type RenderOptions } from './params.ts';
 import { greyscaleTransforms, paletteLuts, type BinaryResolver, type PixelModule } from './pixel-module.ts';
 
-// libvips keeps a cache of operations for repeated pipelines on files; ours are one-shot raw buffers.
-sharp.cache(false);
-sharp.concurrency(1);
+type SharpFactory = typeof SharpModule;
+let sharpLoaded: Promise<SharpFactory> | undefined;
+
+/**
+ * sharp (libvips) is loaded on the first rendered image, not at start: it adds ~23 MB of resident memory
+ * to every process that imports this package (all of Portico's roles do, for decoding and transcoding),
+ * and most never render.
+ */
+function loadSharp(): Promise<SharpFactory> {
+  sharpLoaded ??= import('sharp').then(({ default: sharp }) => {
+    // libvips keeps a cache of operations for repeated pipelines on files; ours are one-shot raw buffers.
+    sharp.cache(false);
+    sharp.concurrency(1);
+    return sharp;
+  });
+  sharpLoaded.catch(() => (sharpLoaded = undefined));
+  return sharpLoaded;
+}
 
 /** 8-bit pixels ready for encoding: 1 channel (grey) or 3 (RGB), interleaved. */
 export interface DisplayPixels {
@@ -60,6 +75,7 @@ export async function displayPixels(input: RenderInput, window?: RenderOptions['
 
 /** Crops, flips, scales to the viewport and encodes. */
 export async function encodeDisplay(px: DisplayPixels, opts: RenderOptions): Promise<{ body: Buffer; width: number; height: number }> {
+  const sharp = await loadSharp();
   let img = sharp(px.data, { raw: { width: px.width, height: px.height, channels: px.channels } });
   let sw = px.width;
   let sh = px.height;
