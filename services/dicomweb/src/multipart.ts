@@ -87,7 +87,7 @@ export async function readMultipart(
   let complete = false;
   let parts = 0;
   let bytes = 0;
-  const hwm = opts.highWaterMark ?? 1024 * 1024;
+  const hwm = opts.highWaterMark ?? 256 * 1024;
 
   const parser = MP.make({
     // Our own parse of the request Content-Type already validated the boundary; hand it over quoted.

@@ -57,7 +57,7 @@ interface PartContext {
  * joins its buffered chunks into new Buffers on every read); gives up on the consumer once it settled.
  */
 class Sink {
-  readonly stream = new ChunkChannel(1024 * 1024);
+  readonly stream = new ChunkChannel(256 * 1024);
   settled = false;
 
   watch<T>(p: Promise<T>): Promise<T> {
