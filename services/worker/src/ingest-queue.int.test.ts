@@ -1,17 +1,21 @@
 /**
  * The ingest queue on BullMQ's PostgreSQL backend (standalone's queue): every enqueued job reaches the
  * handler, and the wake-up coalescing of shared/jobs is in force (it wraps a private BullMQ method, so a
- * BullMQ upgrade that renames it must fail here rather than silently cost CPU per instance).
+ * BullMQ upgrade that renames it must fail here rather than silently cost CPU per instance), and so is
+ * the muted event stream.
  */
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@portico/logging';
 import { openJobQueues, type IngestInstancePayload, type JobQueues } from '@portico/jobs';
 import { createTestDatabase, uniqueId } from '@portico/testing';
+import { openDb, type Db } from '@portico/db';
 
 describe('ingest queue on the PostgreSQL backend', () => {
   let drop: () => Promise<void>;
   let queues: JobQueues;
+  let db: Db;
+  let schema: string;
   const lines: string[] = [];
   const log = createLogger({
     service: 'ingest-queue-test',
@@ -27,10 +31,13 @@ describe('ingest queue on the PostgreSQL backend', () => {
   beforeAll(async () => {
     const t = await createTestDatabase();
     drop = t.drop;
-    queues = await openJobQueues({ kind: 'postgres', url: t.url, schema: uniqueId('q').replace(/-/g, '_') }, log);
+    schema = uniqueId('q').replace(/-/g, '_');
+    queues = await openJobQueues({ kind: 'postgres', url: t.url, schema }, log);
+    db = openDb(t.url);
   });
   afterAll(async () => {
     await queues?.close();
+    await db?.close();
     await drop?.();
   });
 
@@ -56,6 +63,9 @@ describe('ingest queue on the PostgreSQL backend', () => {
       await all;
       expect(seen.sort()).toEqual(payloads.map((p) => p.stagingKey).sort());
       expect(lines.filter((l) => l.includes('not coalesced'))).toEqual([]);
+      // The event stream is off (nothing consumes it): no row per job state change.
+      const events = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.event`);
+      expect(events.rows[0]!.n).toBe('0');
     } finally {
       await workers.close();
     }
