@@ -80,10 +80,11 @@ export async function recordCommitmentReport(
     ...report.failed.map((f) => ({ sop: f.sopInstanceUid, reason: f.reason, error: `storage commitment failed: Failure Reason ${hex(f.reason)}` })),
   ];
   if (items.length === 0) return { matched: 0, committed: 0, failed: 0, resend: [], dead: 0 };
+  // An instance listed as both committed and failed counts as failed: the safe reading.
   // Resend: a failed commitment of a row still delivered, with resends left, becomes a new queued
   // generation (attempts reset, like an operator's retry); out of resends it is dead.
   const { rows } = await db.query<{ export_pk: string; generation: number; destination: string; status: string; commitment_status: string }>(
-    `WITH r AS (SELECT DISTINCT ON (sop) sop, reason, error FROM jsonb_to_recordset($2::jsonb) AS r(sop text, reason int, error text) ORDER BY sop, reason NULLS FIRST),
+    `WITH r AS (SELECT DISTINCT ON (sop) sop, reason, error FROM jsonb_to_recordset($2::jsonb) AS r(sop text, reason int, error text) ORDER BY sop, reason NULLS LAST),
      m AS (SELECT e.export_pk, r.reason, r.error,
                   (r.reason IS NOT NULL AND e.status = 'delivered' AND e.commitment_resends < $3) AS resend,
                   (r.reason IS NOT NULL AND e.status = 'delivered' AND e.commitment_resends >= $3) AS give_up

@@ -56,6 +56,9 @@ export async function planExports(
        commitment_status = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.commitment_status END,
        commitment_transaction_uid = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.commitment_transaction_uid END,
        commitment_resends = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN 0 ELSE e.commitment_resends END,
+       commitment_requested_at = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.commitment_requested_at END,
+       commitment_answered_at = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.commitment_answered_at END,
+       commitment_error = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.commitment_error END,
        copy_received_at = GREATEST(EXCLUDED.copy_received_at, e.copy_received_at),
        updated_at = now()
      RETURNING export_pk::text, generation, destination, status`,
