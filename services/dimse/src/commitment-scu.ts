@@ -156,8 +156,8 @@ export async function requestStorageCommitment(
           try {
             report = parseCommitmentReport(req.getEventTypeId(), DicomMetaDictionary.denaturalizeDataset(req.getDataset()?.getElements() ?? {}) as JsonDataset);
           } catch (err) {
-            // PS3.7 §10.1.1.1.8: 0x0113 no such event type, 0x0120 missing attribute.
-            rsp.setStatus(/event type/.test((err as Error).message) ? 0x0113 : 0x0120);
+            // PS3.7 §10.1.1.1.8: 0x0113 no such event type, 0x0115 invalid argument value.
+            rsp.setStatus(/event type/.test((err as Error).message) ? 0x0113 : 0x0115);
             rsp.setErrorComment((err as Error).message.slice(0, 64));
             respond(rsp);
             return;

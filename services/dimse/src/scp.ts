@@ -602,8 +602,8 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
      * The result of a storage commitment the export role asked for, reported on a new association by the
      * destination (PS3.4 J.3.3: it proposes the SCP role for the SOP class). Recorded by Transaction UID
      * on the deliveries to that destination (commitment.ts recordReport). Statuses (PS3.7 §10.1.1.1.8):
-     * 0x0000 recorded, 0x0118 no such SOP class, 0x0113 no such event type, 0x0120 missing attribute,
-     * 0x0110 processing failure (index unreachable).
+     * 0x0000 recorded, 0x0118 no such SOP class, 0x0113 no such event type, 0x0115 invalid argument value
+     * (no Transaction UID, an item without its instance UID), 0x0110 processing failure (index unreachable).
      */
     override nEventReportRequest(request: NEventReportRequestT, callback: (response: InstanceType<typeof NEventReportResponse>) => void): void {
       const response = NEventReportResponse.fromRequest(request);
@@ -619,7 +619,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
           DicomMetaDictionary.denaturalizeDataset(request.getDataset()?.getElements() ?? {}) as JsonDataset,
         );
       } catch (err) {
-        response.setStatus(/event type/.test((err as Error).message) ? 0x0113 : 0x0120);
+        response.setStatus(/event type/.test((err as Error).message) ? 0x0113 : 0x0115);
         response.setErrorComment((err as Error).message.slice(0, 64));
         callback(response);
         return;
