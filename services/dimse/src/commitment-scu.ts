@@ -113,7 +113,7 @@ export async function requestStorageCommitment(
   let accepted = false;
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   try {
-    const actionStatus = await new Promise<number>((resolve, reject) => {
+    const action = await new Promise<{ status: number; comment?: string }>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${opts.calledAeTitle} did not answer within ${opts.timeoutMs} ms`)), opts.timeoutMs);
       const fail = (err: Error): void => {
         clearTimeout(timer);
@@ -132,17 +132,22 @@ export async function requestStorageCommitment(
           return;
         }
         const ts = pc.getAcceptedTransferSyntaxUid() ?? IMPLICIT_LE;
-        const action = new NActionRequest(STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_INSTANCE, 1);
-        action.setDataset(new Dataset(DicomMetaDictionary.naturalizeDataset(dataset), ts));
-        action.on('response', (r: { getStatus(): number; getErrorComment?(): string | undefined }) => {
+        const nAction = new NActionRequest(STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_INSTANCE, 1);
+        nAction.setDataset(new Dataset(DicomMetaDictionary.naturalizeDataset(dataset), ts));
+        nAction.on('response', (r: { getStatus(): number; getErrorComment(): string | undefined }) => {
           clearTimeout(timer);
-          resolve(r.getStatus());
+          const comment = r.getErrorComment()?.trim();
+          resolve({ status: r.getStatus(), ...(comment ? { comment } : {}) });
         });
-        network.sendRequests([action]);
+        network.sendRequests([nAction]);
       });
     });
     // N-ACTION status (PS3.4 J.3.3.1.2 / PS3.7 §10.1.4.1.10): 0x0000 success; anything else, failure.
-    if (actionStatus !== 0x0000) return { outcome: 'refused', detail: `${opts.calledAeTitle} answered the N-ACTION with status ${hex(actionStatus)}` };
+    if (action.status !== 0x0000)
+      return {
+        outcome: 'refused',
+        detail: `${opts.calledAeTitle} answered the N-ACTION with status ${hex(action.status)}${action.comment ? `: ${action.comment}` : ''}`,
+      };
     if (opts.waitMs > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, opts.waitMs);

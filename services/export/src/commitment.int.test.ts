@@ -7,7 +7,8 @@
  * - A second Portico answers on the SAME association: committed.
  * - A third Portico that never indexes what it receives (no worker) reports failure 0x0112 on the same
  *   association: sent again once (export.commitmentMaxResends = 1), then dead.
- * - storescp has no Storage Commitment SCP: refused, deliveries stay delivered.
+ * - storescp has no Storage Commitment SCP, and Orthanc leaves the N-ACTION of an AE it does not know
+ *   unanswered: refused, deliveries stay delivered.
  * - Orthanc told to report to an AE whose port nobody listens on: no report, timeout.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -161,6 +162,7 @@ describe('storage commitment after an export batch', () => {
         'nodes:',
         `  - { aeTitle: ORTHANC, host: 127.0.0.1, port: ${orthanc.dicomPort}, storageCommitment: true }`,
         `  - { aeTitle: ORTHANCGHOST, host: 127.0.0.1, port: ${orthanc.dicomPort}, callingAeTitle: GHOST, storageCommitment: true }`,
+        `  - { aeTitle: ORTHANCNOBODY, host: 127.0.0.1, port: ${orthanc.dicomPort}, callingAeTitle: NOBODY, storageCommitment: true }`,
         `  - { aeTitle: PORTICOB, host: 127.0.0.1, port: ${peers[0]!.server.port}, storageCommitment: true }`,
         `  - { aeTitle: PORTICOC, host: 127.0.0.1, port: ${peers[1]!.server.port}, storageCommitment: true }`,
         `  - { aeTitle: STORESCP, host: 127.0.0.1, port: ${storescpPort}, storageCommitment: true }`,
@@ -269,6 +271,13 @@ describe('storage commitment after an export batch', () => {
     // Refused requests do not hold deliveries back: the next study goes out as well.
     const next = await sendStudy('storescp-2', 1, 'STORESCP');
     await waitRows(next.studyUid, 1, 'next study delivered', (r) => r.status === 'delivered' && r.commitmentStatus === 'refused');
+  });
+
+  it('Orthanc does not answer an N-ACTION from an AE it could not report to: refused, deliveries stay delivered', async () => {
+    // NOBODY is not in Orthanc's DicomModalities: Orthanc 1.10 leaves the N-ACTION unanswered.
+    const study = await sendStudy('nobody', 2, 'ORTHANCNOBODY');
+    const done = await waitRows(study.studyUid, 2, 'refused by Orthanc', (r) => r.status === 'delivered' && r.commitmentStatus === 'refused');
+    expect(done[0]!.commitmentError).toBe(`ORTHANCNOBODY did not answer within ${config.dimse.scuTimeoutMs} ms`);
   });
 
   it('no report within the timeout: recorded as timeout by the reconciler', async () => {
