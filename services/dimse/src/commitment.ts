@@ -13,7 +13,9 @@
  * Failure reasons (PS3.4 Table J.3-2 / C.4.2.1.3.2): 0x0112 no such object instance, 0x0119 class /
  * instance conflict, 0x0110 processing failure (index unreachable).
  */
-import type { Db } from '@portico/db';
+import { recordCommitmentReport, type Db } from '@portico/db';
+import type { JobQueues } from '@portico/jobs';
+import type { Logger } from '@portico/logging';
 import { keyString, type JsonDataset, type JsonElement } from './find-match.ts';
 
 export const STORAGE_COMMITMENT_PUSH = '1.2.840.10008.1.20.1';
@@ -89,4 +91,64 @@ export function eventReport(transactionUid: string, result: CommitResult, retrie
       Value: result.failed.map((r) => ({ '00081150': ui(r.sopClassUid), '00081155': ui(r.sopInstanceUid), '00081197': { vr: 'US', Value: [r.reason] } })),
     };
   return { eventTypeId: result.failed.length > 0 ? 2 : 1, dataset };
+}
+
+/** What recording a storage commitment report needs (the export role and the DIMSE SCP both do it). */
+export interface ReportRecorderDeps {
+  readonly db: Db;
+  readonly queues: JobQueues;
+  readonly log: Logger;
+  /** Deliveries made again after a failed commitment, at most (export.commitmentMaxResends). */
+  readonly maxResends: number;
+  /** Retry policy of the re-enqueued deliveries. */
+  readonly retry: { readonly attempts: number; readonly backoffMs: number };
+}
+
+/**
+ * Records the N-EVENT-REPORT of a storage commitment we asked for (PS3.4 J.3.3) on the deliveries of its
+ * transaction, and enqueues the deliveries sent again because their commitment failed. `fromAe`: the
+ * calling AE of a report on a new association, which must be the destination the request went to.
+ * Returns the N-EVENT-REPORT-RSP status: 0x0000 once recorded (an unknown transaction too: there is
+ * nothing the reporter could do better), 0x0110 processing failure when the index is unreachable.
+ */
+export async function recordReport(
+  deps: ReportRecorderDeps,
+  report: {
+    readonly transactionUid: string;
+    readonly committed: readonly CommitRef[];
+    readonly failed: ReadonlyArray<CommitRef & { readonly reason: number }>;
+  },
+  fromAe?: string,
+): Promise<number> {
+  const log = deps.log.child({ transactionUid: report.transactionUid, ...(fromAe ? { reportedBy: fromAe } : {}) });
+  let outcome;
+  try {
+    outcome = await recordCommitmentReport(
+      deps.db,
+      {
+        transactionUid: report.transactionUid,
+        committed: report.committed.map((r) => r.sopInstanceUid),
+        failed: report.failed.map((r) => ({ sopInstanceUid: r.sopInstanceUid, reason: r.reason })),
+      },
+      { maxResends: deps.maxResends, ...(fromAe ? { destination: fromAe } : {}) },
+    );
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'storage commitment report could not be recorded');
+    return 0x0110;
+  }
+  if (outcome.matched === 0) {
+    log.warn('storage commitment report for no open request of ours (unknown transaction, or from another AE than the destination)');
+    return 0x0000;
+  }
+  if (outcome.resend.length > 0) {
+    // Queued in PostgreSQL already: a failed enqueue is caught up by the export reconciler.
+    await deps.queues
+      .enqueueExports(outcome.resend, deps.retry)
+      .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not enqueue the deliveries to send again; the reconciler will'));
+  }
+  log.info(
+    { committed: outcome.committed, failed: outcome.failed, resent: outcome.resend.length, dead: outcome.dead },
+    outcome.failed > 0 ? 'storage commitment failed for some instances' : 'storage commitment recorded',
+  );
+  return 0x0000;
 }

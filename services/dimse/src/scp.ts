@@ -24,7 +24,8 @@ import { runFind, PATIENT_ROOT_FIND } from './c-find.ts';
 import { converter, runMove, runRetrieve, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, type RetrieveOutcome, type SubOperationCounts } from './c-move.ts';
 import { EXPLICIT_LE, sendOnNewAssociation, storeResponseOf, writeStoreRequest } from './store-scu.ts';
 import { startWorklist, parseUpstream, MWL_FIND } from './worklist.ts';
-import { STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, checkCommitment, eventReport, parseCommitRequest } from './commitment.ts';
+import { STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, checkCommitment, eventReport, parseCommitRequest, recordReport } from './commitment.ts';
+import { parseCommitmentReport } from './commitment-scu.ts';
 import { loadNodes, findNode, mergeNodes, nodeFromDbRow, type DicomNode } from '@portico/config';
 import type { JsonDataset } from './find-match.ts';
 import { StoreSink } from './c-store.ts';
@@ -33,7 +34,7 @@ import { PDataRouter } from './p-data.ts';
 import { PORTICO_IMPLEMENTATION_CLASS_UID, PORTICO_IMPLEMENTATION_VERSION_NAME } from '@portico/dicom';
 
 const { Scp, Dataset, log: dimseLog } = dimse;
-const { CEchoResponse, CStoreResponse, CFindResponse, CMoveResponse, CGetResponse, NActionResponse } = dimse.responses;
+const { CEchoResponse, CStoreResponse, CFindResponse, CMoveResponse, CGetResponse, NActionResponse, NEventReportResponse } = dimse.responses;
 const { NEventReportRequest } = dimse.requests;
 const { DicomMetaDictionary } = dcmjs.data;
 const { PresentationContextResult, RejectResult, RejectSource, RejectReason, AbortSource, AbortReason, Status } = dimse.constants;
@@ -46,6 +47,7 @@ type CFindRequest = InstanceType<typeof dimse.requests.CFindRequest>;
 type CMoveRequest = InstanceType<typeof dimse.requests.CMoveRequest>;
 type CGetRequest = InstanceType<typeof dimse.requests.CGetRequest>;
 type NActionRequest = InstanceType<typeof dimse.requests.NActionRequest>;
+type NEventReportRequestT = InstanceType<typeof dimse.requests.NEventReportRequest>;
 type CCancelRequest = InstanceType<typeof dimse.requests.CCancelRequest>;
 
 /** The parts of dcmjs-dimse 0.3's Network that the PDU reader hook drives (see the constructor). */
@@ -594,6 +596,46 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         );
         log.info({ status: `0x${status.toString(16)}` }, 'storage commitment reported on a new association');
       })().catch((err: unknown) => this.alog.warn({ err: (err as Error).message }, 'storage commitment report failed'));
+    }
+
+    /**
+     * The result of a storage commitment the export role asked for, reported on a new association by the
+     * destination (PS3.4 J.3.3: it proposes the SCP role for the SOP class). Recorded by Transaction UID
+     * on the deliveries to that destination (commitment.ts recordReport). Statuses (PS3.7 §10.1.1.1.8):
+     * 0x0000 recorded, 0x0118 no such SOP class, 0x0113 no such event type, 0x0115 invalid argument value
+     * (no Transaction UID, an item without its instance UID), 0x0110 processing failure (index unreachable).
+     */
+    override nEventReportRequest(request: NEventReportRequestT, callback: (response: InstanceType<typeof NEventReportResponse>) => void): void {
+      const response = NEventReportResponse.fromRequest(request);
+      if (request.getAffectedSopClassUid() !== STORAGE_COMMITMENT_PUSH) {
+        response.setStatus(0x0118);
+        callback(response);
+        return;
+      }
+      let report;
+      try {
+        report = parseCommitmentReport(
+          request.getEventTypeId(),
+          DicomMetaDictionary.denaturalizeDataset(request.getDataset()?.getElements() ?? {}) as JsonDataset,
+        );
+      } catch (err) {
+        response.setStatus(/event type/.test((err as Error).message) ? 0x0113 : 0x0115);
+        response.setErrorComment((err as Error).message.slice(0, 64));
+        callback(response);
+        return;
+      }
+      const fromAe = this.association?.getCallingAeTitle().trim() ?? '';
+      const recorder = {
+        db: deps.db,
+        queues: deps.queues,
+        log: this.alog,
+        maxResends: config.export.commitmentMaxResends,
+        retry: { attempts: config.export.maxAttempts, backoffMs: config.export.backoffMs },
+      };
+      void recordReport(recorder, report, fromAe).then((status) => {
+        response.setStatus(status);
+        callback(response);
+      });
     }
 
     /** The accepted presentation context for this storage SOP class in exactly this transfer syntax. */

@@ -240,7 +240,7 @@ export function storeResponseOf(pdu: Buffer): ReturnType<typeof parseStoreRespon
  * A TCP or TLS connection to a peer, no Nagle. dcmjs-dimse writes its A-ASSOCIATE-RQ on 'connect'; on a
  * TLS socket that write waits for the handshake, which fails on an untrusted peer certificate.
  */
-function connectTo(opts: ScuOptions): net.Socket {
+export function connectTo(opts: ScuOptions): net.Socket {
   if (!opts.tls) {
     const socket = net.connect({ host: opts.host, port: opts.port });
     socket.setNoDelay(true);
@@ -281,7 +281,7 @@ type NetworkCtor = new (
 const Network = Object.getPrototypeOf(Scp) as NetworkCtor;
 
 /** dcmjs-dimse's network, used here to negotiate associations; the C-STORE traffic is ours. */
-class RawNetwork extends Network {}
+export class RawNetwork extends Network {}
 
 /** TLS for an outgoing association: whom we trust, and the certificate we present. */
 export interface ScuTls {

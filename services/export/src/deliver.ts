@@ -8,11 +8,13 @@
  * instance, which a destination takes as a replacement. A failed delivery is retried with exponential
  * backoff and jitter until `maxAttempts`, then it is dead; a refusal (a status saying the same bytes will
  * never be taken) is dead at once. Batch-mates whose delivery failed are re-enqueued here, since their
- * own jobs may already have run and found them held.
+ * own jobs may already have run and found them held. A destination with `storageCommitment` is then asked
+ * to commit what the batch delivered (commitment.ts), without the job waiting for its answer.
  */
 import { claimExports, finishExports, renewLease, type Db, type ExportOutcome } from '@portico/db';
 import type { ExportJobPayload, JobContext, JobQueues } from '@portico/jobs';
 import type { ObjectStore } from '@portico/storage';
+import type { CommitmentRequester } from './commitment.ts';
 import { deliveryLimits, type Destination } from './destinations.ts';
 import type { DimseSender } from './dimse-sender.ts';
 import type { SendResult } from './outcome.ts';
@@ -27,6 +29,8 @@ export interface DeliverDeps {
   readonly maxAttempts: number;
   readonly backoffMs: number;
   readonly leaseMs: number;
+  /** Storage commitment for destinations that ask for it (absent: never requested). */
+  readonly commitment?: CommitmentRequester;
 }
 
 /** The delay before attempt n + 1 (n ≥ 1 attempts made): exponential, the mean of a 50% jitter. */
@@ -72,6 +76,14 @@ export async function deliver(deps: DeliverDeps, payload: ExportJobPayload, ctx:
     };
   });
   await finishExports(deps.db, outcomes);
+  if (destination.kind === 'dimse' && destination.node.storageCommitment && deps.commitment) {
+    // After the batch, not per instance: one N-ACTION references what this association delivered.
+    const delivered = new Set(outcomes.filter((o) => o.status === 'delivered').map((o) => o.exportPk));
+    deps.commitment.request(
+      destination.node,
+      claimed.filter((c) => delivered.has(c.exportPk)),
+    );
+  }
   const delivered = outcomes.filter((o) => o.status === 'delivered').length;
   const failed = outcomes.filter((o) => o.status !== 'delivered');
   ctx.log.info(

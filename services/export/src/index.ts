@@ -3,3 +3,4 @@ export { loadDestinations, startDestinationRegistry, deliveryLimits, type Destin
 export { DimseSender, proposalsFor } from './dimse-sender.ts';
 export { classifyStoreStatus, type SendResult } from './outcome.ts';
 export { deliver, backoffDelay, type DeliverDeps } from './deliver.ts';
+export { CommitmentRequester, type CommitmentOptions, type Delivered } from './commitment.ts';

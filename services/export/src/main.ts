@@ -5,12 +5,13 @@
  */
 import { readFileSync } from 'node:fs';
 import type { PorticoConfig } from '@portico/config';
-import { findStrandedExports, type Db } from '@portico/db';
+import { expireCommitments, findStrandedExports, type Db } from '@portico/db';
 import type { JobQueues, JobWorkers } from '@portico/jobs';
 import type { Logger } from '@portico/logging';
 import type { ObjectStore } from '@portico/storage';
 import { deliveryLimits, startDestinationRegistry, type Destination, type DestinationRegistry } from './destinations.ts';
 import { deliver } from './deliver.ts';
+import { CommitmentRequester } from './commitment.ts';
 import { DimseSender } from './dimse-sender.ts';
 import { closeTransforms } from './transform.ts';
 
@@ -24,6 +25,8 @@ export interface ExportDeps {
 
 export interface ExportService {
   readonly destinations: DestinationRegistry;
+  /** Storage commitment requests this process made (settled(): wait for those under way). */
+  readonly commitment: CommitmentRequester;
   /** One reconciler pass now; returns how many deliveries were re-enqueued. */
   reconcile(): Promise<number>;
   close(): Promise<void>;
@@ -33,8 +36,13 @@ export function retryPolicy(config: PorticoConfig): { attempts: number; backoffM
   return { attempts: config.export.maxAttempts, backoffMs: config.export.backoffMs };
 }
 
-/** Re-enqueues unfinished deliveries whose job may be gone (ids are stable: a job that exists is left alone). */
+/**
+ * Re-enqueues unfinished deliveries whose job may be gone (ids are stable: a job that exists is left
+ * alone), and records storage commitment requests left unanswered past their timeout.
+ */
 export async function reconcileExports(db: Db, queues: JobQueues, config: PorticoConfig, log: Logger): Promise<number> {
+  const expired = await expireCommitments(db, config.export.commitmentTimeoutMs);
+  if (expired > 0) log.warn({ count: expired, timeoutMs: config.export.commitmentTimeoutMs }, 'storage commitment: no report within the timeout');
   const stranded = await findStrandedExports(db, config.export.reconcileAfterMs);
   if (stranded.length === 0) return 0;
   await queues.enqueueExports(stranded, retryPolicy(config));
@@ -45,6 +53,23 @@ export async function reconcileExports(db: Db, queues: JobQueues, config: Portic
 export async function startExport(deps: ExportDeps): Promise<ExportService> {
   const { config, log } = deps;
   const registry = await startDestinationRegistry(deps.db, config.dimse.nodesFile, config.dimse.nodesReloadMs, log.child({ role: 'export' }));
+  const tls = {
+    ...(config.dimse.tlsCaFile ? { ca: readFileSync(config.dimse.tlsCaFile) } : {}),
+    ...(config.dimse.tlsCertFile ? { cert: readFileSync(config.dimse.tlsCertFile) } : {}),
+    ...(config.dimse.tlsKeyFile ? { key: readFileSync(config.dimse.tlsKeyFile) } : {}),
+  };
+  const commitment = new CommitmentRequester({
+    db: deps.db,
+    queues: deps.queues,
+    log: log.child({ role: 'export' }),
+    ourAeTitle: config.dimse.aeTitle,
+    maxPduLength: config.dimse.maxPduLength,
+    timeoutMs: config.dimse.scuTimeoutMs,
+    tls,
+    associationWaitMs: config.export.commitmentAssociationWaitMs,
+    maxResends: config.export.commitmentMaxResends,
+    retry: retryPolicy(config),
+  });
   const dimse = new DimseSender({
     store: deps.store,
     ourAeTitle: config.dimse.aeTitle,
@@ -52,11 +77,7 @@ export async function startExport(deps: ExportDeps): Promise<ExportService> {
     timeoutMs: config.dimse.scuTimeoutMs,
     idleMs: config.export.associationIdleMs,
     log,
-    tls: {
-      ...(config.dimse.tlsCaFile ? { ca: readFileSync(config.dimse.tlsCaFile) } : {}),
-      ...(config.dimse.tlsCertFile ? { cert: readFileSync(config.dimse.tlsCertFile) } : {}),
-      ...(config.dimse.tlsKeyFile ? { key: readFileSync(config.dimse.tlsKeyFile) } : {}),
-    },
+    tls,
   });
   const deliverDeps = {
     db: deps.db,
@@ -67,6 +88,7 @@ export async function startExport(deps: ExportDeps): Promise<ExportService> {
     maxAttempts: config.export.maxAttempts,
     backoffMs: config.export.backoffMs,
     leaseMs: config.export.leaseMs,
+    commitment,
   };
   const workers = new Map<string, { limits: string; workers: JobWorkers }>();
   let syncing: Promise<void> = Promise.resolve();
@@ -114,6 +136,7 @@ export async function startExport(deps: ExportDeps): Promise<ExportService> {
 
   return {
     destinations: registry,
+    commitment,
     reconcile,
     async close() {
       registry.stop();
@@ -123,6 +146,7 @@ export async function startExport(deps: ExportDeps): Promise<ExportService> {
       await syncing;
       await Promise.all([...workers.values()].map((w) => w.workers.close()));
       workers.clear();
+      await commitment.settled();
       await dimse.close();
       await closeTransforms();
     },

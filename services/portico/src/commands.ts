@@ -139,6 +139,11 @@ export async function runCommand(command: Command, args: string[], config: Porti
         out(
           `  → ${String(d['destination'])}: routed ${time(d['routed'])} (rule ${String(d['rule'])}), ${String(d['status'])} ${when}, ${String(d['attempts'])} attempt(s)${d['lastError'] ? `, last error: ${String(d['lastError'])}` : ''}`,
         );
+        const c = d['commitment'] as Record<string, unknown> | null | undefined;
+        if (c) {
+          const at = c['status'] === 'requested' || c['status'] === 'timeout' ? time(c['requested']) : time(c['answered']);
+          out(`      storage commitment ${String(c['status'])} ${at}${c['error'] ? ` (${String(c['error'])})` : ''}`);
+        }
       }
     }
     return 0;

@@ -87,6 +87,9 @@ export interface PorticoConfig {
     readonly reconcileIntervalMs: number;
     readonly reconcileAfterMs: number;
     readonly leaseMs: number;
+    readonly commitmentTimeoutMs: number;
+    readonly commitmentAssociationWaitMs: number;
+    readonly commitmentMaxResends: number;
   };
   readonly objects: {
     readonly dir?: string;

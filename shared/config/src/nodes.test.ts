@@ -13,6 +13,15 @@ describe('nodes file', () => {
     expect(parseNodes('')).toEqual([]);
   });
 
+  it('reads storageCommitment (off unless asked for), and refuses a value that is not a boolean', () => {
+    const [plain, asked] = parseNodes('nodes:\n  - { aeTitle: A, host: a, port: 104 }\n  - { aeTitle: B, host: b, port: 104, storageCommitment: true }\n');
+    expect(plain!.storageCommitment).toBe(false);
+    expect(asked!.storageCommitment).toBe(true);
+    expect(() => parseNodes('nodes:\n  - { aeTitle: A, host: a, port: 104, storageCommitment: yes please }\n', 'n.yml')).toThrow(
+      /\.nodes\[0\]\.storageCommitment/,
+    );
+  });
+
   it('names the entry and the reason of a bad file', () => {
     expect(() => parseNodes('nodes:\n  - { aeTitle: PACS1, host: h, port: 0 }\n', 'n.yml')).toThrow(/n\.yml: \.nodes\[0\]\.port/);
     expect(() => parseNodes('nodes:\n  - { aeTitle: "A\\\\B", host: h, port: 104 }\n')).toThrow(/aeTitle/);

@@ -18,6 +18,7 @@
  *     impersonate: false       # true: call it with the calling AE of whoever sent us the instance
  *     maxPerSecond: 50         # instances per second at most
  *     batchSize: 100           # instances of one study sent on one association
+ *     storageCommitment: false # true: ask it for storage commitment after each batch
  * dicomweb:
  *   - name: CLOUD
  *     url: https://pacs.example.org/dicom-web/studies   # the STOW-RS endpoint
@@ -68,6 +69,11 @@ const nodeSchema = z
     impersonate: z.boolean().default(false),
     transferSyntaxes: z.array(uid).min(1).optional(),
     preferredTransferSyntax: uid.optional(),
+    /**
+     * After each batch delivered, ask it for storage commitment (N-ACTION, PS3.4 Annex J) and record
+     * its answer per delivery.
+     */
+    storageCommitment: z.boolean().default(false),
   })
   .strict();
 

@@ -362,6 +362,27 @@ export const SETTINGS: readonly Setting[] = [
     default: 120000,
     doc: "How long an export process holds a delivery it is sending; a crashed sender's deliveries are taken over after this.",
   },
+  {
+    path: 'export.commitmentTimeoutMs',
+    env: 'PORTICO_EXPORT_COMMITMENT_TIMEOUT_MS',
+    schema: positiveInt,
+    default: 3600000,
+    doc: 'Storage commitment asked of a destination (nodes.yml `storageCommitment: true`): how long its N-EVENT-REPORT is waited for before the outcome is recorded as timeout.',
+  },
+  {
+    path: 'export.commitmentAssociationWaitMs',
+    env: 'PORTICO_EXPORT_COMMITMENT_ASSOCIATION_WAIT_MS',
+    schema: z.coerce.number().int().min(0),
+    default: 2000,
+    doc: 'How long the association of an N-ACTION (storage commitment request) stays open for the N-EVENT-REPORT on it; a later report comes on a new association to the DIMSE SCP.',
+  },
+  {
+    path: 'export.commitmentMaxResends',
+    env: 'PORTICO_EXPORT_COMMITMENT_MAX_RESENDS',
+    schema: z.coerce.number().int().min(0),
+    default: 2,
+    doc: 'Times an instance whose storage commitment failed is delivered again; after that the delivery is dead (an operator can retry it).',
+  },
   { path: 'objects.dir', env: 'PORTICO_OBJECTS_DIR', schema: optionalString, doc: 'Folder object store. Default dataDir/objects when no S3 endpoint is set.' },
   {
     path: 'objects.s3Endpoint',

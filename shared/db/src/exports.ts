@@ -4,6 +4,7 @@
  * the queues from here. See migrations/0005_export.sql for the states.
  */
 import type { Mutation } from '@portico/dicom';
+import { COMMITMENT_STATUSES, type CommitmentStatus } from './commitment.ts';
 import type { Queryable } from './pool.ts';
 
 export type ExportStatus = 'queued' | 'sending' | 'delivered' | 'failed' | 'dead' | 'cancelled';
@@ -52,6 +53,12 @@ export async function planExports(
        study_instance_uid = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN EXCLUDED.study_instance_uid ELSE e.study_instance_uid END,
        queued_at = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN now() ELSE e.queued_at END,
        delivered_at = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.delivered_at END,
+       commitment_status = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.commitment_status END,
+       commitment_transaction_uid = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.commitment_transaction_uid END,
+       commitment_resends = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN 0 ELSE e.commitment_resends END,
+       commitment_requested_at = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.commitment_requested_at END,
+       commitment_answered_at = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.commitment_answered_at END,
+       commitment_error = CASE WHEN EXCLUDED.copy_received_at > e.copy_received_at THEN NULL ELSE e.commitment_error END,
        copy_received_at = GREATEST(EXCLUDED.copy_received_at, e.copy_received_at),
        updated_at = now()
      RETURNING export_pk::text, generation, destination, status`,
@@ -268,11 +275,20 @@ export interface ExportRow {
   readonly lastAttemptAt: Date | null;
   readonly deliveredAt: Date | null;
   readonly updatedAt: Date;
+  /** Storage commitment of this delivery (DIMSE destinations with `storageCommitment`), null when never asked. */
+  readonly commitmentStatus: CommitmentStatus | null;
+  readonly commitmentTransactionUid: string | null;
+  readonly commitmentRequestedAt: Date | null;
+  readonly commitmentAnsweredAt: Date | null;
+  readonly commitmentError: string | null;
+  readonly commitmentResends: number;
 }
 
 const ROW_COLUMNS = `export_pk::text AS "exportPk", sop_instance_uid AS "sopInstanceUid", study_instance_uid AS "studyInstanceUid", destination, rule,
   transfer_syntax_uid AS "transferSyntaxUid", status, generation, attempts, last_error AS "lastError", queued_at AS "queuedAt",
-  last_attempt_at AS "lastAttemptAt", delivered_at AS "deliveredAt", updated_at AS "updatedAt"`;
+  last_attempt_at AS "lastAttemptAt", delivered_at AS "deliveredAt", updated_at AS "updatedAt",
+  commitment_status AS "commitmentStatus", commitment_transaction_uid AS "commitmentTransactionUid", commitment_requested_at AS "commitmentRequestedAt",
+  commitment_answered_at AS "commitmentAnsweredAt", commitment_error AS "commitmentError", commitment_resends AS "commitmentResends"`;
 
 /** Rows matching the filter, oldest first, keyset-paged by export_pk. */
 export async function listExports(db: Queryable, f: ExportFilter, page: { limit: number; after?: string }): Promise<ExportRow[]> {
@@ -285,6 +301,10 @@ export async function listExports(db: Queryable, f: ExportFilter, page: { limit:
   return rows;
 }
 
+/** An operator's retry or replay starts over: no commitment outcome, resends counted from zero. */
+const COMMITMENT_RESET = `commitment_status = NULL, commitment_transaction_uid = NULL, commitment_requested_at = NULL, commitment_answered_at = NULL,
+  commitment_error = NULL, commitment_resends = 0`;
+
 /**
  * Asks again for deliveries that ended badly (failed, dead, cancelled, or the given statuses): a new
  * generation with attempts reset. Returns the refs to enqueue.
@@ -293,7 +313,7 @@ export async function retryExports(db: Queryable, f: ExportFilter): Promise<Expo
   const { where, values } = filterSql({ ...f, status: f.status ?? ['failed', 'dead', 'cancelled'] }, 1);
   const { rows } = await db.query<{ export_pk: string; generation: number; destination: string }>(
     `UPDATE export_request SET generation = generation + 1, status = 'queued', attempts = 0, last_error = NULL, lease_until = NULL, next_attempt_at = NULL,
-       queued_at = now(), delivered_at = NULL, updated_at = now()
+       queued_at = now(), delivered_at = NULL, ${COMMITMENT_RESET}, updated_at = now()
       WHERE ${where} AND status <> 'sending' RETURNING export_pk::text, generation, destination`,
     values,
   );
@@ -316,7 +336,7 @@ export async function replayExports(
        FROM instance i JOIN study st ON st.study_pk = i.study_pk
       WHERE ($1::text IS NULL OR st.study_instance_uid = $1) AND ($2::text IS NULL OR i.sop_instance_uid = $2)
      ON CONFLICT (sop_instance_uid, destination) DO UPDATE SET generation = e.generation + 1, status = 'queued', attempts = 0, last_error = NULL,
-       lease_until = NULL, next_attempt_at = NULL, queued_at = now(), delivered_at = NULL, updated_at = now()
+       lease_until = NULL, next_attempt_at = NULL, queued_at = now(), delivered_at = NULL, ${COMMITMENT_RESET}, updated_at = now()
      RETURNING export_pk::text, generation, destination`,
     [scope.studyInstanceUid ?? null, scope.sopInstanceUid ?? null, destination],
   );
@@ -375,6 +395,8 @@ export interface DestinationStats {
   readonly deliveredLastHour: number;
   readonly latencyP50Seconds: number | null;
   readonly latencyP95Seconds: number | null;
+  /** Deliveries by storage commitment outcome (only those it was asked for). */
+  readonly commitments: Readonly<Record<CommitmentStatus, number>>;
 }
 
 export async function destinationStats(db: Queryable): Promise<DestinationStats[]> {
@@ -394,6 +416,9 @@ export async function destinationStats(db: Queryable): Promise<DestinationStats[
             percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM delivered_at - queued_at)::float8) AS p95
        FROM export_request WHERE status = 'delivered' AND delivered_at > now() - interval '1 hour' GROUP BY destination`,
   );
+  const com = await db.query<{ destination: string; commitment_status: CommitmentStatus; n: string }>(
+    `SELECT destination, commitment_status, count(*)::text AS n FROM export_request WHERE commitment_status IS NOT NULL GROUP BY destination, commitment_status`,
+  );
   const out = new Map<string, { counts: Record<ExportStatus, number>; oldest: number | null }>();
   for (const r of rows) {
     const d = out.get(r.destination) ?? { counts: Object.fromEntries(EXPORT_STATUSES.map((s) => [s, 0])) as Record<ExportStatus, number>, oldest: null };
@@ -402,6 +427,12 @@ export async function destinationStats(db: Queryable): Promise<DestinationStats[
     out.set(r.destination, d);
   }
   const latency = new Map(lat.rows.map((r) => [r.destination, r]));
+  const commitments = new Map<string, Record<CommitmentStatus, number>>();
+  for (const r of com.rows) {
+    const c = commitments.get(r.destination) ?? (Object.fromEntries(COMMITMENT_STATUSES.map((s) => [s, 0])) as Record<CommitmentStatus, number>);
+    c[r.commitment_status] = Number(r.n);
+    commitments.set(r.destination, c);
+  }
   return [...out.entries()]
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([destination, d]) => {
@@ -413,6 +444,7 @@ export async function destinationStats(db: Queryable): Promise<DestinationStats[
         deliveredLastHour: l ? Number(l.n) : 0,
         latencyP50Seconds: l?.p50 ?? null,
         latencyP95Seconds: l?.p95 ?? null,
+        commitments: commitments.get(destination) ?? (Object.fromEntries(COMMITMENT_STATUSES.map((s) => [s, 0])) as Record<CommitmentStatus, number>),
       };
     });
 }

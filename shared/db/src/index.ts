@@ -67,3 +67,13 @@ export {
   type InstanceJourney,
   type DestinationStats,
 } from './exports.ts';
+export {
+  markCommitmentRequested,
+  markCommitmentRefused,
+  recordCommitmentReport,
+  expireCommitments,
+  COMMITMENT_STATUSES,
+  type CommitmentStatus,
+  type CommitmentReportRecord,
+  type CommitmentReportOutcome,
+} from './commitment.ts';

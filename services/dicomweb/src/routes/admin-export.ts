@@ -10,7 +10,8 @@
  *   (at least one key) — retry failed/dead/cancelled deliveries, cancel unfinished ones;
  * - `POST /admin/exports/replay` with `{destination, studyInstanceUid | sopInstanceUid}` — send again;
  * - `GET /admin/status/{uid}` — the journey of an instance, or of each instance of a study or series:
- *   received → stored → routed → delivered/failed per destination, with times;
+ *   received → stored → routed → delivered/failed per destination, with times, and the storage
+ *   commitment outcome where one was asked for;
  * - `POST /admin/route/explain` — which destinations an instance would go to and which rule decided each:
  *   the body is a DICOM file (`application/dicom`) or `{sopInstanceUid}` of a stored instance; the
  *   context (`source`, `callingAeTitle`, `calledAeTitle`) comes from the query string or the JSON body.
@@ -187,6 +188,16 @@ export async function exportAdminRoutes(app: FastifyInstance, deps: RouteDeps): 
         attempts: e.attempts,
         lastError: e.lastError,
         generation: e.generation,
+        commitment: e.commitmentStatus
+          ? {
+              status: e.commitmentStatus,
+              transactionUid: e.commitmentTransactionUid,
+              requested: e.commitmentRequestedAt,
+              answered: e.commitmentAnsweredAt,
+              error: e.commitmentError,
+              resends: e.commitmentResends,
+            }
+          : null,
       })),
     }));
   });
@@ -258,6 +269,14 @@ export async function exportMetrics(deps: RouteDeps): Promise<string> {
     if (s.latencyP95Seconds !== null)
       lines.push(`portico_export_delivery_latency_seconds{destination="${label(s.destination)}",quantile="0.95"} ${s.latencyP95Seconds}`);
   }
+  lines.push(
+    '# HELP portico_export_commitments Deliveries by storage commitment outcome (requested, committed, failed, refused, timeout).',
+    '# TYPE portico_export_commitments gauge',
+  );
+  for (const s of stats)
+    if (Object.values(s.commitments).some((n) => n > 0))
+      for (const [outcome, n] of Object.entries(s.commitments))
+        lines.push(`portico_export_commitments{destination="${label(s.destination)}",outcome="${outcome}"} ${n}`);
   lines.push('# HELP portico_export_delivered_last_hour Deliveries completed in the last hour.', '# TYPE portico_export_delivered_last_hour gauge');
   for (const s of stats) lines.push(`portico_export_delivered_last_hour{destination="${label(s.destination)}"} ${s.deliveredLastHour}`);
   return `${lines.join('\n')}\n`;
