@@ -252,11 +252,19 @@ describe('store-and-forward to DIMSE destinations', () => {
         { destination: 'NOJPEG', rule: 'test', mutations: [] },
       ]);
     await send(files);
-    // What Portico stored (dcmsend skips a file it cannot send; the receive tests cover that).
-    await new Promise((r) => setTimeout(r, 2000));
-    const stored = await db.query<{ sop_instance_uid: string }>('SELECT sop_instance_uid FROM instance WHERE sop_instance_uid = ANY($1)', [
-      CORPUS.map((r) => r['SOP instance UID']!),
-    ]);
+    // What Portico stored (dcmsend skips a file it cannot send; the receive tests cover that): indexing
+    // runs after the acknowledgements, so wait until the count has stopped growing (slow on a loaded machine).
+    const indexed = (): Promise<{ rows: Array<{ sop_instance_uid: string }> }> =>
+      db.query<{ sop_instance_uid: string }>('SELECT sop_instance_uid FROM instance WHERE sop_instance_uid = ANY($1)', [
+        CORPUS.map((r) => r['SOP instance UID']!),
+      ]);
+    let stored = await indexed();
+    for (let steady = 0, t0 = Date.now(); steady < 4 && Date.now() - t0 < 60_000;) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = await indexed();
+      steady = now.rows.length === stored.rows.length && now.rows.length > 0 ? steady + 1 : 0;
+      stored = now;
+    }
     const expected = new Set(stored.rows.map((r) => r.sop_instance_uid));
     expect(expected.size).toBeGreaterThan(CORPUS.length * 0.8);
     let last: Awaited<ReturnType<typeof rows>> = [];
