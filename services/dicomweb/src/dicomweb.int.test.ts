@@ -295,6 +295,12 @@ describe('WADO-RS', () => {
       const parts = parseMultipart(res.rawPayload, String(res.headers['content-type']));
       expect(parts.map((p) => sha256(p.body)).sort()).toEqual(files.map((f) => sha256(f.bytes)).sort());
       expect(parts.every((p) => p.headers['content-type'] === 'application/dicom; transfer-syntax=1.2.840.10008.1.2')).toBe(true);
+      // HEAD: the same head, no body
+      const head = await h.app.inject({ method: 'HEAD', url, headers: { accept: 'multipart/related; type="application/dicom"' } });
+      expect(head.statusCode).toBe(200);
+      expect(head.headers['content-type']).toMatch(/^multipart\/related; type="application\/dicom"; boundary=/);
+      expect(head.headers['etag']).toBe(res.headers['etag']);
+      expect(head.rawPayload.length).toBe(0);
     }
   });
 
