@@ -204,6 +204,22 @@ describe('QIDO-RS', () => {
     expect((await get(`/dicom-web/studies?limit=1000`)).headers['warning']).toBeUndefined();
   });
 
+  it('a page at an offset is exactly that slice of the whole result, computed attributes included, at every level', async () => {
+    for (const [path, size] of [
+      ['/dicom-web/studies?includefield=all', 7],
+      ['/dicom-web/studies?ModalitiesInStudy=MR,CT', 3],
+      ['/dicom-web/series?includefield=00080021', 5],
+      ['/dicom-web/instances?includefield=00200013', 11],
+    ] as const) {
+      const all = await qido(`${path}&limit=1000`);
+      expect(all.length, path).toBeGreaterThan(size);
+      for (const offset of [1, size, all.length - 2]) {
+        const page = await qido(`${path}&limit=${size}&offset=${offset}`);
+        expect(page, `${path} offset ${offset}`).toEqual(all.slice(offset, offset + size));
+      }
+    }
+  });
+
   it('series and instance levels, scoped and unscoped, with counts and parent attributes', async () => {
     const mr = byName('series/dcm4che_MR_implicit/MR01.dcm').parsed!;
     const series = await qido(`/dicom-web/studies/${mr.studyInstanceUid}/series`);
@@ -295,6 +311,12 @@ describe('WADO-RS', () => {
       const parts = parseMultipart(res.rawPayload, String(res.headers['content-type']));
       expect(parts.map((p) => sha256(p.body)).sort()).toEqual(files.map((f) => sha256(f.bytes)).sort());
       expect(parts.every((p) => p.headers['content-type'] === 'application/dicom; transfer-syntax=1.2.840.10008.1.2')).toBe(true);
+      // HEAD: the same head, no body
+      const head = await h.app.inject({ method: 'HEAD', url, headers: { accept: 'multipart/related; type="application/dicom"' } });
+      expect(head.statusCode).toBe(200);
+      expect(head.headers['content-type']).toMatch(/^multipart\/related; type="application\/dicom"; boundary=/);
+      expect(head.headers['etag']).toBe(res.headers['etag']);
+      expect(head.rawPayload.length).toBe(0);
     }
   });
 

@@ -2,8 +2,9 @@
  * WADO-RS (PS3.18 §10.4): instances, metadata, frames and bulk data.
  *
  * Everything streams. Instances go out as the stored bytes, one object after another from the object
- * store, inside `multipart/related; type="application/dicom"`; the generator behind the response body
- * pulls the next chunk only when the socket drained, so a 10 GB study costs a chunk of memory. Frames are
+ * store, inside `multipart/related; type="application/dicom"`, written into the response through a ring
+ * of a few reusable buffers (object-parts.ts) that is also the back-pressure, so a 10 GB study costs a
+ * few MiB of memory. Frames are
  * one ranged read per fragment range recorded at ingest (`instance.frames`), bulk data one ranged read
  * (`instance.bulk_data`). Metadata is read from the index in pages and streamed as a JSON array.
  *
@@ -22,6 +23,7 @@ import type { RouteDeps } from '../deps.ts';
 import { absolutizeBulkDataUris, declareUtf8, type DicomJson } from '../dicom-json.ts';
 import { multipartContentType, negotiateBulkData, negotiateFrames, negotiateInstances, parseAccept, requireDicomJson } from '../media-types.ts';
 import { closeDelimiter, newBoundary, partHead } from '../multipart.ts';
+import { discardOpened, openForSending, writeObjectParts } from '../object-parts.ts';
 import { instanceUrl, serviceBase } from '../urls.ts';
 import { isValidUid } from '@portico/dicom';
 import { canDecompress, sendDecodedFrames, sendDecompressedInstances } from './decompress.ts';
@@ -154,34 +156,43 @@ export async function wadoRoutes(app: FastifyInstance, deps: RouteDeps): Promise
     if (mode === 'decompress') return sendDecompressedInstances(deps, reply, scope, res.rows);
     const boundary = newBoundary();
     // Open the first object before answering, so a store outage is a proper 503 rather than a cut body.
-    const first = await openObject(store, res.rows[0]!.object_key);
-    // If the client goes away before the body generator starts, nothing else would close this stream.
-    reply.raw.once('close', () => (first as Readable).destroy());
-    // The next object is opened while the current one streams, hiding the store's open latency.
-    async function* body(): AsyncGenerator<Buffer> {
-      let next: Promise<NodeJS.ReadableStream> | undefined = Promise.resolve(first);
-      try {
-        for (let i = 0; i < res.rows.length; i++) {
-          const row = res.rows[i]!;
-          const stream = await next!;
-          next = i + 1 < res.rows.length ? openObject(store, res.rows[i + 1]!.object_key) : undefined;
-          next?.catch(() => undefined);
-          yield partHead(boundary, i, { 'Content-Type': `application/dicom; transfer-syntax=${row.transfer_syntax_uid}`, 'Content-Length': row.object_size });
-          yield* stream as AsyncIterable<Buffer>;
-        }
-        yield closeDelimiter(boundary, res.rows.length);
-      } finally {
-        // Client gone mid-way: release the object opened ahead.
-        void next?.then(
-          (s) => (s as Readable).destroy(),
-          () => undefined,
-        );
-      }
+    const first = await openForSending(store, res.rows[0]!.object_key);
+    // The body is written straight into the response with a ring of reusable buffers (object-parts.ts):
+    // a Readable in between allocated a buffer per chunk and cost more CPU than the bytes.
+    reply.hijack();
+    // Headers set on the reply so far (CORS, ETag) go out with ours.
+    const head: Record<string, string | number | string[]> = {};
+    for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) head[k] = v;
+    head['content-type'] = multipartContentType('application/dicom', boundary);
+    reply.raw.writeHead(200, head);
+    if (req.method === 'HEAD') {
+      discardOpened(first);
+      reply.raw.end();
+      return reply;
     }
-    return reply
-      .code(200)
-      .type(multipartContentType('application/dicom', boundary))
-      .send(Readable.from(body(), { objectMode: false }));
+    const rows = res.rows;
+    try {
+      await writeObjectParts(
+        reply.raw,
+        store,
+        {
+          count: rows.length,
+          keyOf: (i) => rows[i]!.object_key,
+          headOf: (i) =>
+            partHead(boundary, i, {
+              'Content-Type': `application/dicom; transfer-syntax=${rows[i]!.transfer_syntax_uid}`,
+              'Content-Length': rows[i]!.object_size,
+            }),
+          tail: closeDelimiter(boundary, rows.length),
+        },
+        first,
+      );
+    } catch (err) {
+      // The head is out: a body cut short is all that is left to tell the client.
+      req.log.error({ err, scope: describeScope(scope) }, 'WADO-RS retrieve failed mid-body');
+      reply.raw.destroy(err as Error);
+    }
+    return reply;
   };
 
   // --- metadata --------------------------------------------------------------------------------

@@ -19,10 +19,29 @@ function badRequest(fn: () => unknown, mentions: string): void {
 
 describe('buildQidoQuery', () => {
   it('study level without keys: ordered by pk, limit and offset bound', () => {
-    const { sql, params } = buildQidoQuery(q({ limit: 5, offset: 20 }));
+    const { sql, params } = buildQidoQuery(q({ limit: 5, offset: 0 }));
     expect(sql).toMatch(/FROM study st\nORDER BY st.study_pk\nLIMIT \$1 OFFSET \$2$/);
-    expect(params).toEqual([5, 20]);
+    expect(params).toEqual([5, 0]);
     expect(sql).not.toContain('\nWHERE');
+  });
+
+  it('with an offset, each level picks the page of primary keys first and computes its columns for those rows only', () => {
+    const study = buildQidoQuery(q({ keys: [{ tag: '00100020', value: 'P1' }], limit: 5, offset: 20 }));
+    expect(study.sql).toContain(
+      'FROM study st\nWHERE st.study_pk = ANY (ARRAY(SELECT st.study_pk FROM study st\nWHERE st.patient_id = $1\nORDER BY st.study_pk\nLIMIT $2 OFFSET $3))\nORDER BY st.study_pk',
+    );
+    expect(study.sql).toMatch(/\)\)\nORDER BY st.study_pk$/);
+    // the computed attributes are evaluated outside the paging subquery
+    expect(study.sql.indexOf('AS number_of_instances')).toBeLessThan(study.sql.indexOf('ANY (ARRAY('));
+    expect(study.params).toEqual(['P1', 5, 20]);
+    const series = buildQidoQuery({ level: 'series', keys: [], limit: 3, offset: 1 });
+    expect(series.sql).toContain(
+      'FROM series se JOIN study st ON st.study_pk = se.study_pk\nWHERE se.series_pk = ANY (ARRAY(SELECT se.series_pk FROM series se JOIN study st ON st.study_pk = se.study_pk\nORDER BY se.series_pk\nLIMIT $1 OFFSET $2))\nORDER BY se.series_pk',
+    );
+    const instance = buildQidoQuery({ level: 'instance', keys: [], instanceTags: ['00080016'], limit: 3, offset: 7 });
+    expect(instance.sql).toContain('WHERE i.instance_pk = ANY (ARRAY(SELECT i.instance_pk FROM instance i JOIN series se');
+    expect(instance.sql).toMatch(/LIMIT \$2 OFFSET \$3\)\)\nORDER BY i.instance_pk$/);
+    expect(instance.params).toEqual([['00080016'], 3, 7]);
   });
 
   it('PatientName exact: normalised, prefix LIKE (index) plus a regex for trailing components and groups', () => {
