@@ -15,9 +15,30 @@ const parsed = (uid: string): ParsedInstance =>
     bulkData: {},
   }) as ParsedInstance;
 
+const opened = (opts?: ConstructorParameters<typeof ParsedHeaderHandoff>[0]): ParsedHeaderHandoff => {
+  const h = new ParsedHeaderHandoff(opts);
+  h.open();
+  return h;
+};
+
 describe('ParsedHeaderHandoff', () => {
-  it('hands an entry over once, with its size', () => {
+  it('ignores offers while no worker of this process takes them, and forgets them when the last stops', () => {
     const h = new ParsedHeaderHandoff();
+    h.offer('staging/a.dcm', parsed('1.1'), 1, 0);
+    expect(h.size).toBe(0);
+    const close = h.open();
+    const closeOther = h.open();
+    h.offer('staging/a.dcm', parsed('1.1'), 1, 0);
+    close();
+    close(); // idempotent
+    expect(h.size).toBe(1);
+    closeOther();
+    expect(h.size).toBe(0);
+    expect(h.take('staging/a.dcm', 0)).toBeUndefined();
+  });
+
+  it('hands an entry over once, with its size', () => {
+    const h = opened();
     h.offer('staging/a.dcm', parsed('1.1'), 1234, 0);
     expect(h.take('staging/a.dcm', 10)).toEqual({ parsed: parsed('1.1'), size: 1234 });
     expect(h.take('staging/a.dcm', 10)).toBeUndefined();
@@ -25,7 +46,7 @@ describe('ParsedHeaderHandoff', () => {
   });
 
   it('drops entries older than the age limit, on take and on the next offer', () => {
-    const h = new ParsedHeaderHandoff({ maxAgeMs: 100 });
+    const h = opened({ maxAgeMs: 100 });
     h.offer('staging/a.dcm', parsed('1.1'), 1, 0);
     h.offer('staging/b.dcm', parsed('1.2'), 1, 50);
     expect(h.take('staging/a.dcm', 101)).toBeUndefined();
@@ -35,7 +56,7 @@ describe('ParsedHeaderHandoff', () => {
   });
 
   it('keeps at most maxEntries, evicting the oldest', () => {
-    const h = new ParsedHeaderHandoff({ maxEntries: 3 });
+    const h = opened({ maxEntries: 3 });
     for (let i = 0; i < 5; i++) h.offer(`staging/${i}.dcm`, parsed(`1.${i}`), i, i);
     expect(h.size).toBe(3);
     expect(h.take('staging/0.dcm', 5)).toBeUndefined();
@@ -44,7 +65,7 @@ describe('ParsedHeaderHandoff', () => {
   });
 
   it('withdraws an entry whose acknowledgement was refused', () => {
-    const h = new ParsedHeaderHandoff();
+    const h = opened();
     h.offer('staging/a.dcm', parsed('1.1'), 1, 0);
     h.withdraw('staging/a.dcm');
     expect(h.take('staging/a.dcm', 0)).toBeUndefined();

@@ -28,14 +28,28 @@ export class ParsedHeaderHandoff {
   private readonly entries = new Map<string, HandedOffHeader & { readonly at: number }>();
   private readonly maxEntries: number;
   private readonly maxAgeMs: number;
+  /** Ingest workers running in this process; offers are ignored while there is none (a `dimse` process). */
+  private takers = 0;
 
   constructor(opts: { maxEntries?: number; maxAgeMs?: number } = {}) {
     this.maxEntries = opts.maxEntries ?? MAX_ENTRIES;
     this.maxAgeMs = opts.maxAgeMs ?? MAX_AGE_MS;
   }
 
+  /** An ingest worker of this process starts taking entries; call the returned function when it stops. */
+  open(): () => void {
+    this.takers++;
+    let closed = false;
+    return () => {
+      if (closed) return;
+      closed = true;
+      if (--this.takers === 0) this.entries.clear();
+    };
+  }
+
   /** Called by a receiver before it enqueues the ingest job of `stagingKey`. */
   offer(stagingKey: string, parsed: ParsedInstance, size: number, now = Date.now()): void {
+    if (this.takers === 0) return;
     this.expire(now);
     // Map order is insertion order: the first key is the oldest entry.
     while (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
