@@ -338,11 +338,19 @@ describe('store-and-forward, cluster shape', () => {
       throw new Error(`${(err as Error).message}\n${logs()}`);
     });
     for (const [i, sop] of st.sops.entries()) {
-      const res = await fetch(`${cloudHttp}/dicom-web/studies/${st.study}/series/${testUid('fwd-series', 'cloud')}/instances/${sop}`, {
-        headers: { accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' },
-      });
-      expect(res.status).toBe(200);
-      const body = Buffer.from(await res.arrayBuffer());
+      // "delivered" is the destination's STOW-RS acknowledgement; it indexes afterwards, so wait for it.
+      const body = await waitFor(
+        `instance ${i} retrievable from the destination`,
+        async () => {
+          const res = await fetch(`${cloudHttp}/dicom-web/studies/${st.study}/series/${testUid('fwd-series', 'cloud')}/instances/${sop}`, {
+            headers: { accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' },
+          });
+          const bytes = Buffer.from(await res.arrayBuffer());
+          return res.status === 200 ? bytes : undefined;
+        },
+        30_000,
+        200,
+      );
       const sent = readFileSync(path.join(st.dir, `${i}.dcm`));
       expect(body.includes(sent.subarray(datasetOffset(sent)))).toBe(true);
     }
