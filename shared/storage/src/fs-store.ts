@@ -19,7 +19,7 @@ import { batches, checkDeclaredSize, chunksOf, discardBody, dropBytes } from './
 import type { ObjectBody } from './body.ts';
 import { InvalidRangeError, ObjectNotFoundError } from './errors.ts';
 import { assertValidKey, assertValidRange } from './keys.ts';
-import type { ObjectStore, PutOptions } from './index.ts';
+import type { ObjectReader, ObjectStore, PutOptions } from './index.ts';
 
 /** Chunks are gathered into writev batches of this size: few syscalls, bounded memory. */
 const WRITE_BATCH_BYTES = 128 * 1024;
@@ -143,6 +143,20 @@ export class FsObjectStore implements ObjectStore {
     }
     // The stream owns the handle from here and closes it at end, error or destroy.
     return file.createReadStream({ highWaterMark: READ_CHUNK_BYTES, ...(range ? { start: range.start, end: range.end } : {}) });
+  }
+
+  async openReader(key: string): Promise<ObjectReader> {
+    const path = this.pathOf(key);
+    let file: FileHandle;
+    try {
+      file = await open(path, 'r');
+    } catch (err) {
+      throw isMissing(err) ? new ObjectNotFoundError(key, { cause: err }) : err;
+    }
+    return {
+      read: async (into, length, position) => (await file.read(into, 0, length, position)).bytesRead,
+      close: () => file.close(),
+    };
   }
 
   async stat(key: string): Promise<{ size: number } | null> {

@@ -50,6 +50,13 @@ export interface ObjectStore {
    * RangeError unless 0 <= start <= end are integers.
    */
   get(key: string, range?: { start: number; end: number }): Promise<NodeJS.ReadableStream>;
+  /**
+   * Optional (fs only): the object as positional reads into buffers the caller owns. A read stream
+   * allocates a fresh buffer per chunk; a caller that streams many objects (a whole-study WADO-RS
+   * retrieve) can instead cycle a few buffers of its own, which removes most of its garbage-collection
+   * cost. Rejects with `code === 'NotFound'` when missing. The S3 store has no such reads: use {@link get}.
+   */
+  openReader?(key: string): Promise<ObjectReader>;
   /** Size of the object, or null when missing. */
   stat(key: string): Promise<{ size: number } | null>;
   /**
@@ -74,6 +81,16 @@ export interface ObjectStore {
   /** Cheap readiness probe for /readyz: throws when the folder is not a writable folder, or the S3 endpoint is unreachable or the bucket missing. */
   ping(): Promise<void>;
   /** Releases connections (S3); the store must not be used afterwards. */
+  close(): Promise<void>;
+}
+
+/** Positional reads of one object ({@link ObjectStore.openReader}); must be closed. */
+export interface ObjectReader {
+  /**
+   * Reads up to `length` bytes at `position` into `into` (from offset 0); resolves with the number read,
+   * which is less than `length` only at the end of the object (a regular file), 0 past it.
+   */
+  read(into: Buffer, length: number, position: number): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -390,6 +390,22 @@ describe('fs store specifics', () => {
     const files = await readdir(join(root, 'objects'), { recursive: true });
     expect(files).toContain(join('studies', '1', 'series', '2', 'instances', '3.dcm'));
   });
+
+  it('openReader: positional reads into the caller buffer, short at the end, NotFound when missing', async () => {
+    const store = await openObjectStore({ kind: 'fs', root: join(root, 'reader') });
+    const bytes = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
+    await store.put('r/one.bin', bytes);
+    const reader = await store.openReader!('r/one.bin');
+    const buf = Buffer.alloc(600);
+    expect(await reader.read(buf, 600, 0)).toBe(600);
+    expect(buf.equals(bytes.subarray(0, 600))).toBe(true);
+    expect(await reader.read(buf, 600, 600)).toBe(400);
+    expect(buf.subarray(0, 400).equals(bytes.subarray(600))).toBe(true);
+    expect(await reader.read(buf, 10, 995)).toBe(5);
+    expect(await reader.read(buf, 600, 1000)).toBe(0);
+    await reader.close();
+    await expect(store.openReader!('r/missing.bin')).rejects.toMatchObject({ code: 'NotFound' });
+  });
 });
 
 describe('s3 store specifics', () => {
