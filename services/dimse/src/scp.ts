@@ -525,7 +525,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         (r: CGetRequest) => CGetResponse.fromRequest(r),
         callback,
         (identifier, opts) =>
-          runRetrieve({ db: deps.db, log: this.alog, ...opts }, model, identifier, async () => ({
+          runRetrieve({ db: deps.db, store: deps.store, log: this.alog, ...opts }, model, identifier, async (_items, objects) => ({
             send: async (item) => {
               let pcId = this.storageContext(item.sopClassUid, item.transferSyntaxUid);
               let source: AsyncIterable<Uint8Array> | undefined;
@@ -546,13 +546,9 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
               const messageId = (this.subOpMessageId = (this.subOpMessageId % 0xffff) + 1);
               const answered = new Promise<{ status: number }>((resolve) => (this.awaitingStoreRsp = { messageId, resolve }));
               const max = this.peerMaxPdu === 0 ? 4 * 1024 * 1024 : Math.min(this.peerMaxPdu, 4 * 1024 * 1024);
-              await writeStoreRequest(
-                this.sock,
-                { pcId, maxPdvData: max - 6, messageId, object: item, store: deps.store, ...(source ? { source } : {}) },
-                () => {
-                  internals.lastPduTime = Date.now();
-                },
-              );
+              await writeStoreRequest(this.sock, { pcId, maxPdvData: max - 6, messageId, object: item, store: objects, ...(source ? { source } : {}) }, () => {
+                internals.lastPduTime = Date.now();
+              });
               return Promise.race([answered, closed]);
             },
             close: async () => undefined,
