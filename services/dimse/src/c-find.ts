@@ -17,6 +17,7 @@
 import {
   buildPatientQuery,
   buildQidoQuery,
+  withoutComputedAttributes,
   type Db,
   type MatchingKeyValue,
   type QidoInstanceRow,
@@ -25,7 +26,7 @@ import {
   type PatientRow,
 } from '@portico/db';
 import { PorticoError } from '@portico/errors';
-import { planFind, responseIdentifier, matchElement, TAGS, type FindPlan, type JsonDataset, type JsonElement } from './find-match.ts';
+import { computedFor, planFind, responseIdentifier, matchElement, TAGS, type FindPlan, type JsonDataset, type JsonElement } from './find-match.ts';
 
 export const PATIENT_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.1.1';
 export const STUDY_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.2.1';
@@ -87,8 +88,12 @@ export async function runFind(run: FindRun, model: 'patient' | 'study', identifi
     const level = plan.level;
     // Instance level selects only the tags it needs from the (possibly large) instance json.
     const instanceTags = [...new Set([...plan.returnTags, ...plan.filters.map((f) => f.tag)])];
+    // Related-entity counts and modalities are computed per row only when the identifier asks for one:
+    // counting a 500-instance study's instances was most of a study-level query's time.
+    const computed = computedFor(level).some((tag) => plan.returnTags.includes(tag));
     for (let after: string | undefined; ;) {
-      const q = buildQidoQuery({ level, keys: plan.indexed as MatchingKeyValue[], limit: PAGE, offset: 0, after, instanceTags });
+      const built = buildQidoQuery({ level, keys: plan.indexed as MatchingKeyValue[], limit: PAGE, offset: 0, after, instanceTags });
+      const q = computed ? built : withoutComputedAttributes(built);
       const { rows } = await run.db.query(q.sql, q.params);
       for (const row of rows) {
         if (run.cancelled()) return { status: 0xfe00, matches };
