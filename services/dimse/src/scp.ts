@@ -268,13 +268,24 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       }
       const self = this as unknown as DimseNetworkInternals & { datasetWriteOptions: unknown; datasetNameMap: unknown };
       const dataset = message.getDataset()?.getDenaturalizedDataset(self.datasetWriteOptions, self.datasetNameMap);
-      this.sock.cork();
+      // Messages sent in one turn of the event loop leave in one write: a C-FIND's last pending response
+      // and its final response, one system call (and one loopback round of the peer) instead of two.
+      if (!this.corkedUntilTick) {
+        this.corkedUntilTick = true;
+        this.sock.cork();
+        process.nextTick(() => {
+          this.corkedUntilTick = false;
+          this.sock.uncork();
+        });
+      }
       for (const pdu of dimseMessagePdus(pcId, this.peerMaxPdu, command, dataset)) {
         this.sock.write(pdu);
         self.statistics.addBytesSent(pdu.length);
       }
-      this.sock.uncork();
     }
+
+    /** Set while the socket is corked until the next tick (see _sendPDataTF). */
+    corkedUntilTick = false;
 
     override associationRequested(association: DimseAssociation): void {
       this.association = association;
