@@ -19,7 +19,7 @@ import type { ObjectStore } from '@portico/storage';
 import type { Logger } from '@portico/logging';
 import { keyString, type JsonDataset } from './find-match.ts';
 import { StoreScu, type Converter, type ObjectSource, type ScuTls } from './store-scu.ts';
-import { ReadAhead } from './read-ahead.ts';
+import { READ_AHEAD_DEPTH, ReadAhead } from './read-ahead.ts';
 
 export const PATIENT_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.1.2';
 export const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
@@ -140,7 +140,7 @@ export async function runMove(run: MoveRun, model: 'patient' | 'study', identifi
 /**
  * The common part of C-MOVE and C-GET: select, open the sink, run the sub-operations one by one with a
  * progress report after each, and decide the final status. The sink reads the objects through `objects`,
- * which reads one ahead (ReadAhead). Never rejects.
+ * which reads ahead (ReadAhead). Never rejects.
  */
 export async function runRetrieve(
   run: RetrieveRun,
@@ -184,8 +184,7 @@ export async function runRetrieve(
         cancelled = true;
         break;
       }
-      const next = items[i + 1];
-      if (next) objects.prefetch(next);
+      for (const next of items.slice(i + 1, i + 1 + READ_AHEAD_DEPTH)) objects.prefetch(next);
       let status: number;
       try {
         status = (await sink.send(item)).status;

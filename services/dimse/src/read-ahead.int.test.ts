@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { openObjectStore, type ObjectStore } from '@portico/storage';
-import { READ_AHEAD_MAX_BYTES, ReadAhead } from './read-ahead.ts';
+import { READ_AHEAD_DEPTH, READ_AHEAD_MAX_BYTES, ReadAhead } from './read-ahead.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'read-ahead-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -22,7 +22,7 @@ async function bytesOf(source: Iterable<Uint8Array> | AsyncIterable<Uint8Array> 
 const pattern = (n: number, seed: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) % 251));
 
 describe('ReadAhead', () => {
-  it('reads one ahead into two reused buffers, and gives every object back as stored', async () => {
+  it('reads ahead into a ring of reused buffers, and gives every object back as stored', async () => {
     const store = await openObjectStore({ kind: 'fs', root: path.join(root, 'a') });
     const items = [];
     for (let i = 0; i < 6; i++) {
@@ -45,7 +45,7 @@ describe('ReadAhead', () => {
     ahead.prefetch(items[0]!);
     const buffers = new Set<ArrayBufferLike>();
     for (const [i, item] of items.entries()) {
-      if (items[i + 1]) ahead.prefetch(items[i + 1]!);
+      for (const next of items.slice(i + 1, i + 1 + READ_AHEAD_DEPTH)) ahead.prefetch(next);
       const source = await ahead.get(item.objectKey);
       expect(Array.isArray(source)).toBe(true);
       buffers.add((source as Uint8Array[])[0]!.buffer);
@@ -53,7 +53,7 @@ describe('ReadAhead', () => {
       await ahead.release(item.objectKey);
     }
     expect(reads.filter((r) => r.startsWith('stream'))).toEqual([]);
-    expect(buffers.size).toBe(2);
+    expect(buffers.size).toBe(READ_AHEAD_DEPTH + 1);
   });
 
   it('streams what it did not read ahead: too large, not prefetched, changed since indexed, no positional reads', async () => {

@@ -1,10 +1,10 @@
 /**
- * Reads the stored objects of C-MOVE and C-GET sub-operations one ahead, into two buffers that go round.
+ * Reads the stored objects of C-MOVE and C-GET sub-operations ahead, into a few buffers that go round.
  *
  * Sub-operations go one at a time (no asynchronous operations window is negotiated), so each instance
  * used to wait, after the previous C-STORE-RSP, for its object store reads — for the folder store an open,
  * a stat and three reads, each a thread-pool round trip — and every 512 KiB chunk was a fresh buffer. Here
- * the next object is read while the current one is on the wire and its response awaited, with one
+ * the next objects are read while the current one is on the wire and its response awaited, each with one
  * positional read (ObjectStore.openReader) into a buffer of the ring: no allocation per instance, and so
  * next to no garbage collection (a read stream's buffers held one instance ahead cost 28 mark-compact GCs
  * per 500-instance C-MOVE).
@@ -20,8 +20,13 @@ import type { ObjectSource } from './store-scu.ts';
 
 /** Objects up to this size are read ahead whole. */
 export const READ_AHEAD_MAX_BYTES = 16 * 1024 * 1024;
-/** Buffers in the ring: the object being sent and the next one. */
-const RING = 2;
+/**
+ * Buffers in the ring: the object being sent and the next {@link READ_AHEAD_DEPTH}. One ahead was not
+ * always enough on a loaded machine: the thread-pool read of the next object was still running when its
+ * turn came for about one sub-operation in five.
+ */
+export const READ_AHEAD_DEPTH = 2;
+const RING = READ_AHEAD_DEPTH + 1;
 /** Smallest buffer: a CT or MR instance fits, so buffers are rarely replaced by larger ones. */
 const MIN_BUFFER = 1024 * 1024;
 
