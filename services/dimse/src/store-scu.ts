@@ -230,7 +230,10 @@ export async function writeStoreRequest(
       data = head.subarray(start);
       head = undefined;
     }
-    for (const out of pdvs.push(data)) await write(out);
+    // All PDUs cut from one chunk go out corked together: one writev for a whole instance read ahead.
+    const batch: Buffer[] = [];
+    for (const out of pdvs.push(data)) batch.push(...out);
+    if (batch.length > 0) await write(batch);
   }
   if (head) throw new Error('stored object ends inside its File Meta group');
   await write(pdvs.end(), true);
