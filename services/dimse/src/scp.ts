@@ -30,6 +30,7 @@ import type { JsonDataset } from './find-match.ts';
 import { StoreSink } from './c-store.ts';
 import { PduReader } from './pdu-reader.ts';
 import { dimseMessagePdus, encodeCommandSet } from './command-set.ts';
+import { encodeIdentifier } from './identifier.ts';
 import { PDataRouter } from './p-data.ts';
 import { PORTICO_IMPLEMENTATION_CLASS_UID, PORTICO_IMPLEMENTATION_VERSION_NAME } from '@portico/dicom';
 
@@ -267,7 +268,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         return;
       }
       const self = this as unknown as DimseNetworkInternals & { datasetWriteOptions: unknown; datasetNameMap: unknown };
-      const dataset = message.getDataset()?.getDenaturalizedDataset(self.datasetWriteOptions, self.datasetNameMap);
+      const dataset = this.encodedDatasets.get(message) ?? message.getDataset()?.getDenaturalizedDataset(self.datasetWriteOptions, self.datasetNameMap);
       // Messages sent in one turn of the event loop leave in one write: a C-FIND's last pending response
       // and its final response, one system call (and one loopback round of the peer) instead of two.
       if (!this.corkedUntilTick) {
@@ -286,6 +287,8 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
 
     /** Set while the socket is corked until the next tick (see _sendPDataTF). */
     corkedUntilTick = false;
+    /** Data sets of outgoing messages already written (C-FIND identifiers, see cFindRequest). */
+    readonly encodedDatasets = new WeakMap<object, Buffer>();
 
     override associationRequested(association: DimseAssociation): void {
       this.association = association;
@@ -371,7 +374,13 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       const build = (status: number, identifier?: JsonDataset, errorComment?: string): InstanceType<typeof CFindResponse> => {
         const response = CFindResponse.fromRequest(request);
         response.setStatus(status);
-        if (identifier) response.setDataset(new Dataset(DicomMetaDictionary.naturalizeDataset(identifier), ts));
+        if (identifier) {
+          // Written directly when it is plain strings (identifier.ts); the data set set here is then only
+          // a placeholder that marks the response as carrying one.
+          const bytes = encodeIdentifier(identifier, ts);
+          response.setDataset(new Dataset(bytes ? {} : DicomMetaDictionary.naturalizeDataset(identifier), ts));
+          if (bytes) this.encodedDatasets.set(response, bytes);
+        }
         if (errorComment) response.setErrorComment(errorComment);
         return response;
       };
