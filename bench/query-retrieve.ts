@@ -7,7 +7,7 @@
  * Both servers get the same generated set (one study of N CT instances, 512x512 16-bit, plus 50 small
  * studies of other patients so queries have something to skip), sent with dcmsend before timing.
  *
- *   node bench/query-retrieve.ts [--instances 500] [--finds 30]
+ *   node bench/query-retrieve.ts [--instances 500] [--finds 30] [--runs 3]
  *
  * Needs dcmtk and orthanc (apt-get install dcmtk orthanc). Prints a Markdown report and writes it to
  * bench/results/query-retrieve-<time>.md.
@@ -22,14 +22,21 @@ import { REPO } from './lib.ts';
 
 const env = { TCP_NODELAY: '1' };
 const { values } = parseArgs({
-  options: { instances: { type: 'string', default: '500' }, finds: { type: 'string', default: '30' }, help: { type: 'boolean', short: 'h' } },
+  options: {
+    instances: { type: 'string', default: '500' },
+    finds: { type: 'string', default: '30' },
+    runs: { type: 'string', default: '3' },
+    help: { type: 'boolean', short: 'h' },
+  },
 });
 if (values.help) {
-  process.stdout.write('node bench/query-retrieve.ts [--instances N] [--finds N]\n');
+  process.stdout.write('node bench/query-retrieve.ts [--instances N] [--finds N] [--runs N]\n');
   process.exit(0);
 }
 const N = Number(values.instances);
 const FINDS = Number(values.finds);
+/** C-MOVE and C-GET runs per server; the median is reported (single runs vary by 2-3x on a shared machine). */
+const RUNS = Number(values.runs);
 const ORTHANC = ['/usr/sbin/Orthanc', '/usr/bin/Orthanc'].find((p) => existsSync(p));
 if (!ORTHANC) throw new Error('Orthanc not found (apt-get install orthanc)');
 
@@ -147,59 +154,67 @@ async function measure(t: Target): Promise<void> {
     r[`C-FIND ${label}, in one association (ms/query)`] = (performance.now() - s) / (FINDS * 5);
   }
   for (const op of ['C-MOVE', 'C-GET'] as const) {
-    const out = join(work, `${t.name}-${op}`);
-    mkdirSync(out);
-    let recv: ChildProcess | undefined;
-    if (op === 'C-MOVE') {
-      recv = start('storescp', ['-aet', 'STORESCP', '-od', out, String(storescpPort)]);
-      await waitPort(storescpPort);
+    const rates: number[] = [];
+    for (let attempt = 0; attempt < RUNS; attempt++) {
+      const out = join(work, `${t.name}-${op}-${attempt}`);
+      mkdirSync(out);
+      let recv: ChildProcess | undefined;
+      if (op === 'C-MOVE') {
+        recv = start('storescp', ['-aet', 'STORESCP', '-od', out, String(storescpPort)]);
+        await waitPort(storescpPort);
+      }
+      const s = performance.now();
+      const args =
+        op === 'C-MOVE'
+          ? [
+              'movescu',
+              [
+                '-S',
+                '-aet',
+                'MOVESCU',
+                '-aec',
+                t.ae,
+                '-aem',
+                'STORESCP',
+                '127.0.0.1',
+                String(t.port),
+                '-k',
+                'QueryRetrieveLevel=STUDY',
+                '-k',
+                `StudyInstanceUID=${bigStudy}`,
+              ],
+            ]
+          : [
+              'getscu',
+              [
+                '-S',
+                '-aet',
+                'GETSCU',
+                '-aec',
+                t.ae,
+                '-od',
+                out,
+                '127.0.0.1',
+                String(t.port),
+                '-k',
+                'QueryRetrieveLevel=STUDY',
+                '-k',
+                `StudyInstanceUID=${bigStudy}`,
+              ],
+            ];
+      const m = await run(args[0] as string, args[1] as string[], { env, timeoutMs: 600_000 });
+      const secs = (performance.now() - s) / 1000;
+      if (recv) {
+        recv.kill();
+        await new Promise((r) => recv.once('exit', r));
+      }
+      const got = readdirSync(out).length;
+      if (m.code !== 0 || got !== N) throw new Error(`${t.name}: ${op} got ${got} of ${N} (exit ${m.code}): ${m.stderr.slice(-300)}`);
+      rates.push(N / secs);
+      rmSync(out, { recursive: true, force: true });
     }
-    const s = performance.now();
-    const args =
-      op === 'C-MOVE'
-        ? [
-            'movescu',
-            [
-              '-S',
-              '-aet',
-              'MOVESCU',
-              '-aec',
-              t.ae,
-              '-aem',
-              'STORESCP',
-              '127.0.0.1',
-              String(t.port),
-              '-k',
-              'QueryRetrieveLevel=STUDY',
-              '-k',
-              `StudyInstanceUID=${bigStudy}`,
-            ],
-          ]
-        : [
-            'getscu',
-            [
-              '-S',
-              '-aet',
-              'GETSCU',
-              '-aec',
-              t.ae,
-              '-od',
-              out,
-              '127.0.0.1',
-              String(t.port),
-              '-k',
-              'QueryRetrieveLevel=STUDY',
-              '-k',
-              `StudyInstanceUID=${bigStudy}`,
-            ],
-          ];
-    const m = await run(args[0] as string, args[1] as string[], { env, timeoutMs: 600_000 });
-    const secs = (performance.now() - s) / 1000;
-    recv?.kill();
-    const got = readdirSync(out).length;
-    if (m.code !== 0 || got !== N) throw new Error(`${t.name}: ${op} got ${got} of ${N} (exit ${m.code}): ${m.stderr.slice(-300)}`);
-    r[`${op} of ${N} instances (instances/s)`] = N / secs;
-    rmSync(out, { recursive: true, force: true });
+    log(`${t.name}: ${op} runs (instances/s): ${rates.map((x) => x.toFixed(0)).join(', ')}`);
+    r[`${op} of ${N} instances (instances/s, median of ${RUNS})`] = median(rates);
   }
 }
 
@@ -258,7 +273,7 @@ try {
   const lines = [
     `# Query/retrieve benchmark, ${new Date().toISOString()}`,
     '',
-    `${N} CT instances (512x512, 16-bit) in one study plus 50 small studies; findscu/movescu/getscu/storescp with TCP_NODELAY=1; ${FINDS} findscu runs per query (p50), ${FINDS * 5} queries on one association.`,
+    `${N} CT instances (512x512, 16-bit) in one study plus 50 small studies; findscu/movescu/getscu/storescp with TCP_NODELAY=1; ${FINDS} findscu runs per query (p50), ${FINDS * 5} queries on one association; C-MOVE and C-GET: median of ${RUNS} runs each.`,
     '',
     '| measure | Orthanc | Portico | Portico ÷ Orthanc |',
     '|---|--:|--:|--:|',

@@ -17,6 +17,7 @@
 import {
   buildPatientQuery,
   buildQidoQuery,
+  withoutComputedAttributes,
   type Db,
   type MatchingKeyValue,
   type QidoInstanceRow,
@@ -24,8 +25,9 @@ import {
   type QidoStudyRow,
   type PatientRow,
 } from '@portico/db';
+import { createHash } from 'node:crypto';
 import { PorticoError } from '@portico/errors';
-import { planFind, responseIdentifier, matchElement, TAGS, type FindPlan, type JsonDataset, type JsonElement } from './find-match.ts';
+import { computedFor, planFind, responseIdentifier, matchElement, TAGS, type FindPlan, type JsonDataset, type JsonElement } from './find-match.ts';
 
 export const PATIENT_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.1.1';
 export const STUDY_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.2.1';
@@ -44,6 +46,20 @@ export interface FindRun {
   /** Sends one pending response; resolves when the caller may send the next (back-pressure). */
   readonly onMatch: (identifier: JsonDataset) => Promise<void>;
   readonly cancelled: () => boolean;
+}
+
+/**
+ * Names the query's text so that each pooled connection parses it once and reuses it (a named prepared
+ * statement; the values stay bind parameters). The texts of one plan shape are few and fixed.
+ */
+const statementNames = new Map<string, string>();
+function statementName(sql: string): string {
+  let name = statementNames.get(sql);
+  if (!name) {
+    name = `c_find_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
+    if (statementNames.size < 1000) statementNames.set(sql, name);
+  }
+  return name;
 }
 
 const LEVEL_TEXT = { patient: 'PATIENT', study: 'STUDY', series: 'SERIES', instance: 'IMAGE' } as const;
@@ -87,9 +103,13 @@ export async function runFind(run: FindRun, model: 'patient' | 'study', identifi
     const level = plan.level;
     // Instance level selects only the tags it needs from the (possibly large) instance json.
     const instanceTags = [...new Set([...plan.returnTags, ...plan.filters.map((f) => f.tag)])];
+    // Related-entity counts and modalities are computed per row only when the identifier asks for one:
+    // counting a 500-instance study's instances was most of a study-level query's time.
+    const computed = computedFor(level).some((tag) => plan.returnTags.includes(tag));
     for (let after: string | undefined; ;) {
-      const q = buildQidoQuery({ level, keys: plan.indexed as MatchingKeyValue[], limit: PAGE, offset: 0, after, instanceTags });
-      const { rows } = await run.db.query(q.sql, q.params);
+      const built = buildQidoQuery({ level, keys: plan.indexed as MatchingKeyValue[], limit: PAGE, offset: 0, after, instanceTags });
+      const q = computed ? built : withoutComputedAttributes(built);
+      const { rows } = await run.db.pool.query({ name: statementName(q.sql), text: q.sql, values: q.params });
       for (const row of rows) {
         if (run.cancelled()) return { status: 0xfe00, matches };
         if (level === 'study') {

@@ -18,7 +18,8 @@ import { findInstance, findRetrieveSet, type Db, type RetrieveItem, type Retriev
 import type { ObjectStore } from '@portico/storage';
 import type { Logger } from '@portico/logging';
 import { keyString, type JsonDataset } from './find-match.ts';
-import { StoreScu, type Converter, type ScuTls } from './store-scu.ts';
+import { StoreScu, type Converter, type ObjectSource, type ScuTls } from './store-scu.ts';
+import { READ_AHEAD_DEPTH, ReadAhead } from './read-ahead.ts';
 
 export const PATIENT_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.1.2';
 export const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
@@ -86,13 +87,13 @@ export function isWarning(status: number): boolean {
 
 export interface RetrieveRun {
   readonly db: Db;
+  readonly store: ObjectStore;
   readonly log: Logger;
   readonly onProgress: (counts: SubOperationCounts) => void;
   readonly cancelled: () => boolean;
 }
 
 export interface MoveRun extends RetrieveRun {
-  readonly store: ObjectStore;
   readonly nodes: readonly DicomNode[];
   readonly aeTitle: string;
   readonly maxPduLength: number;
@@ -111,7 +112,7 @@ export async function runMove(run: MoveRun, model: 'patient' | 'study', identifi
     // A node listed without 'store' does not take instances from us.
     return { status: 0xa801, counts, failedUids: [], errorComment: `${node.aeTitle} does not accept stores` };
   }
-  return runRetrieve(run, model, identifier, async (items) => {
+  return runRetrieve(run, model, identifier, async (items, objects) => {
     try {
       const scu = await StoreScu.open(
         {
@@ -126,7 +127,7 @@ export async function runMove(run: MoveRun, model: 'patient' | 'study', identifi
         items,
       );
       return {
-        send: (item) => scu.send(item, run.store, run.originator, converter(run.db, run.store)),
+        send: (item) => scu.send(item, objects, run.originator, converter(run.db, run.store)),
         close: () => scu.release().catch(() => scu.abort()),
       };
     } catch (err) {
@@ -138,13 +139,14 @@ export async function runMove(run: MoveRun, model: 'patient' | 'study', identifi
 
 /**
  * The common part of C-MOVE and C-GET: select, open the sink, run the sub-operations one by one with a
- * progress report after each, and decide the final status. Never rejects.
+ * progress report after each, and decide the final status. The sink reads the objects through `objects`,
+ * which reads ahead (ReadAhead). Never rejects.
  */
 export async function runRetrieve(
   run: RetrieveRun,
   model: 'patient' | 'study',
   identifier: JsonDataset,
-  openSink: (items: RetrieveItem[]) => Promise<SubOperationSink | undefined>,
+  openSink: (items: RetrieveItem[], objects: ObjectSource) => Promise<SubOperationSink | undefined>,
 ): Promise<RetrieveOutcome> {
   const counts: SubOperationCounts = { remaining: 0, completed: 0, failed: 0, warning: 0 };
   let keys: RetrieveKeys;
@@ -163,7 +165,9 @@ export async function runRetrieve(
   counts.remaining = items.length;
   if (items.length === 0) return { status: 0x0000, counts, failedUids: [] };
 
-  const sink = await openSink(items);
+  const objects = new ReadAhead(run.store);
+  objects.prefetch(items[0]!);
+  const sink = await openSink(items, objects);
   if (!sink) {
     return {
       status: 0xa702,
@@ -175,11 +179,12 @@ export async function runRetrieve(
   const failedUids: string[] = [];
   let cancelled = false;
   try {
-    for (const item of items) {
+    for (const [i, item] of items.entries()) {
       if (run.cancelled()) {
         cancelled = true;
         break;
       }
+      for (const next of items.slice(i + 1, i + 1 + READ_AHEAD_DEPTH)) objects.prefetch(next);
       let status: number;
       try {
         status = (await sink.send(item)).status;
@@ -187,6 +192,7 @@ export async function runRetrieve(
         run.log.warn({ sopInstanceUid: item.sopInstanceUid, err: (err as Error).message }, 'retrieve sub-operation failed');
         status = 0xa702;
       }
+      await objects.release(item.objectKey);
       counts.remaining--;
       if (status === 0x0000) counts.completed++;
       else if (isWarning(status)) counts.warning++;

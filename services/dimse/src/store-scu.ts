@@ -13,7 +13,6 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
 import dimse from 'dcmjs-dimse';
-import type { ObjectStore } from '@portico/storage';
 import { PduReader } from './pdu-reader.ts';
 
 const { Scp } = dimse;
@@ -21,6 +20,11 @@ const { Association } = dimse.association;
 const { PresentationContextResult } = dimse.constants;
 
 type DimseAssociation = InstanceType<typeof Association>;
+
+/** Where stored objects are read from: the object store, or a reader in front of it (read-ahead.ts). */
+export interface ObjectSource {
+  get(key: string): Promise<NodeJS.ReadableStream | AsyncIterable<Uint8Array> | Iterable<Uint8Array>>;
+}
 
 /** An instance to send as stored. */
 export interface StoredObject {
@@ -185,25 +189,35 @@ export async function writeStoreRequest(
     messageId: number;
     object: StoredObject;
     /** Where the object is read from, unless `source` is given. */
-    store?: ObjectStore;
+    store?: ObjectSource;
     moveOriginator?: { aeTitle: string; messageId: number };
     /** Part-10 bytes to send instead of the stored object (a converted copy); the File Meta group is skipped. */
     source?: AsyncIterable<Uint8Array>;
   },
   onWrite: () => void = () => undefined,
 ): Promise<void> {
-  const write = async (pieces: Buffer[]): Promise<void> => {
+  const write = async (pieces: Buffer[], flush = false): Promise<void> => {
+    // The last write waits until the socket has handed every byte to the kernel (its callback; also
+    // called with an error when the socket is destroyed): when this function resolves, nothing holds a
+    // view of the caller's buffers any more (read-ahead.ts reuses them).
+    let flushed: Promise<void> | undefined;
     socket.cork();
-    for (const b of pieces) socket.write(b);
+    for (const [i, b] of pieces.entries()) {
+      if (flush && i === pieces.length - 1) flushed = new Promise<void>((resolve) => socket.write(b, () => resolve()));
+      else socket.write(b);
+    }
     socket.uncork();
     onWrite();
     if (socket.writableLength > SEND_HIGH_WATER && !socket.destroyed) await once(socket, 'drain');
+    await flushed;
   };
+  if (!o.source && !o.store) throw new Error('writeStoreRequest needs a store or a source');
+  // Opened before the command goes out: an object that cannot be read fails the sub-operation before
+  // anything is on the wire, instead of leaving a C-STORE-RQ without its data set.
+  const stream = (o.source ?? (await o.store!.get(o.object.objectKey))) as AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
   await write([
     pdu(o.pcId, true, true, storeCommand({ ...o.object, messageId: o.messageId, ...(o.moveOriginator ? { moveOriginator: o.moveOriginator } : {}) })),
   ]);
-  if (!o.source && !o.store) throw new Error('writeStoreRequest needs a store or a source');
-  const stream = o.source ?? ((await o.store!.get(o.object.objectKey)) as AsyncIterable<Buffer>);
   let head: Buffer | undefined = Buffer.alloc(0);
   const pdvs = new PdvCutter(o.pcId, o.maxPdvData);
   for await (const raw of stream) {
@@ -216,10 +230,13 @@ export async function writeStoreRequest(
       data = head.subarray(start);
       head = undefined;
     }
-    for (const out of pdvs.push(data)) await write(out);
+    // All PDUs cut from one chunk go out corked together: one writev for a whole instance read ahead.
+    const batch: Buffer[] = [];
+    for (const out of pdvs.push(data)) batch.push(...out);
+    if (batch.length > 0) await write(batch);
   }
   if (head) throw new Error('stored object ends inside its File Meta group');
-  await write(pdvs.end());
+  await write(pdvs.end(), true);
 }
 
 /** A C-STORE-RSP in a P-DATA-TF PDU (one command PDV, last fragment), or undefined for anything else. */
@@ -495,7 +512,12 @@ export class StoreScu {
   }
 
   /** Sends one instance; resolves with the peer's status (never rejects on a failure status). */
-  async send(object: StoredObject, store: ObjectStore, moveOriginator?: { aeTitle: string; messageId: number }, convert?: Converter): Promise<StoreOutcomeScu> {
+  async send(
+    object: StoredObject,
+    store: ObjectSource,
+    moveOriginator?: { aeTitle: string; messageId: number },
+    convert?: Converter,
+  ): Promise<StoreOutcomeScu> {
     if (this.failure) throw this.failure;
     const accepted = this.acceptedContext(object);
     if (accepted === undefined) return { status: 0x0122, errorComment: 'SOP class not accepted by the destination' };
@@ -516,7 +538,7 @@ export class StoreScu {
   private async write(
     accepted: { pcId: number; transferSyntaxUid: string },
     object: StoredObject,
-    store: ObjectStore | undefined,
+    store: ObjectSource | undefined,
     moveOriginator: { aeTitle: string; messageId: number } | undefined,
     source: AsyncIterable<Uint8Array> | undefined,
   ): Promise<StoreOutcomeScu> {

@@ -20,6 +20,7 @@ export { normalizePersonName } from './normalize.ts';
 export { STUDY_LEVEL_TAGS, SERIES_LEVEL_TAGS, pickTags } from './levels.ts';
 export {
   buildQidoQuery,
+  withoutComputedAttributes,
   buildPatientQuery,
   PATIENT_KEY_TAGS,
   wildcardToLike,

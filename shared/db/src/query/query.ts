@@ -337,3 +337,17 @@ function range(key: MatchingKey, value: string, p: Bind): string {
   if (b !== '') conds.push(upper(b));
   return conds.length === 1 ? conds[0]! : `(${conds.join(' AND ')})`;
 }
+
+/**
+ * The same query without the computed attributes of study and series rows (related series and
+ * instance counts, modalities): 0 and an empty list in their place. For a caller that returns none of
+ * them — a C-FIND that does not ask for NumberOfStudyRelatedInstances and the like, where counting a
+ * study's instances was most of the query's cost. Matching on ModalitiesInStudy is unaffected (it is a
+ * WHERE condition of its own).
+ */
+export function withoutComputedAttributes(query: SqlQuery): SqlQuery {
+  const sql = query.sql
+    .replace(/\(SELECT count\(\*\) FROM (?:series|instance) [a-z]+ WHERE [^)]*\)::int AS (number_of_\w+)/g, '0 AS $1')
+    .replace(/ARRAY\(SELECT DISTINCT [a-z]+\.modality FROM series [a-z]+ WHERE [^)]*\) AS modalities/g, "'{}'::text[] AS modalities");
+  return { sql, params: query.params };
+}
