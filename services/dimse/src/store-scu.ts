@@ -14,6 +14,7 @@ import tls from 'node:tls';
 import { once } from 'node:events';
 import dimse from 'dcmjs-dimse';
 import { PduReader } from './pdu-reader.ts';
+import { pDataPdu } from './command-set.ts';
 
 const { Scp } = dimse;
 const { Association } = dimse.association;
@@ -154,19 +155,6 @@ export function parseStoreResponse(command: Buffer): { commandField: number; mes
     : { commandField, messageIdBeingRespondedTo: messageId, status };
 }
 
-/** One P-DATA-TF PDU holding one PDV (used for the command set). */
-function pdu(pcId: number, command: boolean, last: boolean, data: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(12 + data.length);
-  out[0] = PDATA_TF;
-  out[1] = 0;
-  out.writeUInt32BE(6 + data.length, 2);
-  out.writeUInt32BE(2 + data.length, 6);
-  out[10] = pcId;
-  out[11] = (command ? 1 : 0) | (last ? 2 : 0);
-  data.copy(out, 12);
-  return out;
-}
-
 /** Where the data set starts in a Part-10 object: after the preamble, "DICM" and the File Meta group. */
 export function datasetOffset(head: Buffer): number {
   if (head.length < 144 || head.toString('latin1', 128, 132) !== 'DICM') throw new Error('stored object is not a Part-10 file');
@@ -216,7 +204,7 @@ export async function writeStoreRequest(
   // anything is on the wire, instead of leaving a C-STORE-RQ without its data set.
   const stream = (o.source ?? (await o.store!.get(o.object.objectKey))) as AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
   await write([
-    pdu(o.pcId, true, true, storeCommand({ ...o.object, messageId: o.messageId, ...(o.moveOriginator ? { moveOriginator: o.moveOriginator } : {}) })),
+    pDataPdu(o.pcId, true, true, storeCommand({ ...o.object, messageId: o.messageId, ...(o.moveOriginator ? { moveOriginator: o.moveOriginator } : {}) })),
   ]);
   let head: Buffer | undefined = Buffer.alloc(0);
   const pdvs = new PdvCutter(o.pcId, o.maxPdvData);
