@@ -55,32 +55,52 @@ export function encodeCommandSet(elements: Readonly<Record<string, unknown>>): B
     let bytes: Buffer;
     if (vr === 'US' || vr === 'UL') {
       if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > (vr === 'US' ? 0xffff : 0xffffffff)) return undefined;
-      bytes = Buffer.allocUnsafe(8 + (vr === 'US' ? 2 : 4));
-      if (vr === 'US') bytes.writeUInt16LE(value, 8);
-      else bytes.writeUInt32LE(value, 8);
+      bytes = vr === 'US' ? us(value) : ul(value);
     } else {
       if (typeof value !== 'string' || !/^[\x20-\x7e]*$/.test(value)) return undefined;
-      // PS3.5 §6.2: UI padded with NUL, other strings with a space, to an even length.
-      const length = value.length + (value.length % 2);
-      bytes = Buffer.allocUnsafe(8 + length);
-      bytes.write(value, 8, 'latin1');
-      if (length > value.length) bytes[8 + value.length] = vr === 'UI' ? 0x00 : 0x20;
+      bytes = padded(value, vr === 'UI' ? 0x00 : 0x20);
     }
-    bytes.writeUInt16LE(0x0000, 0);
-    bytes.writeUInt16LE(element, 2);
-    bytes.writeUInt32LE(bytes.length - 8, 4);
-    out.push({ element, bytes });
+    out.push({ element, bytes: commandElement(element, bytes) });
   }
   out.sort((a, b) => a.element - b.element);
-  const body = out.reduce((n, e) => n + e.bytes.length, 0);
-  const command = Buffer.allocUnsafe(12 + body);
-  command.writeUInt16LE(0x0000, 0);
-  command.writeUInt16LE(0x0000, 2);
-  command.writeUInt32LE(4, 4);
-  command.writeUInt32LE(body, 8);
-  let at = 12;
-  for (const e of out) at += e.bytes.copy(command, at);
-  return command;
+  return commandSet(out.map((e) => e.bytes));
+}
+
+/** One element of an Implicit VR Little Endian command set (PS3.7 Annex E). */
+export function commandElement(element: number, value: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(8 + value.length);
+  out.writeUInt16LE(0x0000, 0);
+  out.writeUInt16LE(element, 2);
+  out.writeUInt32LE(value.length, 4);
+  value.copy(out, 8);
+  return out;
+}
+
+/** A US value. */
+export const us = (v: number): Buffer => {
+  const b = Buffer.allocUnsafe(2);
+  b.writeUInt16LE(v);
+  return b;
+};
+
+/** A UL value. */
+const ul = (v: number): Buffer => {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32LE(v);
+  return b;
+};
+
+/** A string value padded to even length (UI with NUL, AE/LO with a space: PS3.5 §6.2). */
+export const padded = (v: string, pad: number): Buffer => {
+  const b = Buffer.from(v, 'latin1');
+  return b.length % 2 === 0 ? b : Buffer.concat([b, Buffer.from([pad])]);
+};
+
+/** A command set: Command Group Length (0000,0000), then the given elements (already in tag order). */
+export function commandSet(elements: readonly Buffer[]): Buffer {
+  const groupLength = Buffer.allocUnsafe(4);
+  groupLength.writeUInt32LE(elements.reduce((n, e) => n + e.length, 0));
+  return Buffer.concat([commandElement(0x0000, groupLength), ...elements]);
 }
 
 /** One P-DATA-TF PDU holding one PDV (PS3.8 §9.3.5, §E.2). */

@@ -22,7 +22,7 @@
  * an A-ABORT (PS3.8 §9.3.8): the partial object is removed.
  */
 import type { StoreSink } from './c-store.ts';
-import { commandElement, padded, us } from './store-scu.ts';
+import { commandElement, commandSet, padded, pDataPdu, us } from './command-set.ts';
 
 const PDATA_TF = 0x04;
 /** C-STORE-RQ and C-STORE-RSP command fields (PS3.7 Table E.1-1). */
@@ -71,8 +71,6 @@ export function parseCommand(command: Buffer): DimseCommand {
   return { commandField, messageId, hasDataSet: dataSetType !== NO_DATA_SET, affectedSopClassUid, affectedSopInstanceUid };
 }
 
-const element = commandElement;
-
 /**
  * The C-STORE-RSP (PS3.7 §9.3.1.2) in one P-DATA-TF PDU with one command PDV: Affected SOP Class UID,
  * Command Field, Message ID Being Responded To, Command Data Set Type (none), Status, Error Comment
@@ -83,26 +81,15 @@ export function storeResponsePdu(
   o: { messageId: number; sopClassUid: string; sopInstanceUid: string; status: number; errorComment?: string },
 ): Buffer {
   const elements = [
-    element(0x0002, padded(o.sopClassUid, 0)),
-    element(0x0100, us(C_STORE_RSP)),
-    element(0x0120, us(o.messageId)),
-    element(0x0800, us(NO_DATA_SET)),
-    element(0x0900, us(o.status)),
+    commandElement(0x0002, padded(o.sopClassUid, 0)),
+    commandElement(0x0100, us(C_STORE_RSP)),
+    commandElement(0x0120, us(o.messageId)),
+    commandElement(0x0800, us(NO_DATA_SET)),
+    commandElement(0x0900, us(o.status)),
   ];
-  if (o.errorComment) elements.push(element(0x0902, padded(o.errorComment.slice(0, 64), 0x20)));
-  elements.push(element(0x1000, padded(o.sopInstanceUid, 0)));
-  const groupLength = Buffer.allocUnsafe(4);
-  groupLength.writeUInt32LE(elements.reduce((n, e) => n + e.length, 0));
-  const command = Buffer.concat([element(0x0000, groupLength), ...elements]);
-  const out = Buffer.allocUnsafe(12 + command.length);
-  out[0] = PDATA_TF;
-  out[1] = 0;
-  out.writeUInt32BE(6 + command.length, 2);
-  out.writeUInt32BE(2 + command.length, 6);
-  out[10] = pcId;
-  out[11] = 0x03; // command, last fragment
-  command.copy(out, 12);
-  return out;
+  if (o.errorComment) elements.push(commandElement(0x0902, padded(o.errorComment.slice(0, 64), 0x20)));
+  elements.push(commandElement(0x1000, padded(o.sopInstanceUid, 0)));
+  return pDataPdu(pcId, true, true, commandSet(elements));
 }
 
 /** A P-DATA-TF PDU holding the given PDV items (each with its 4-byte length). */

@@ -14,7 +14,7 @@ import tls from 'node:tls';
 import { once } from 'node:events';
 import dimse from 'dcmjs-dimse';
 import { PduReader } from './pdu-reader.ts';
-import { pDataPdu } from './command-set.ts';
+import { commandElement, commandSet, padded, pDataPdu, us } from './command-set.ts';
 
 const { Scp } = dimse;
 const { Association } = dimse.association;
@@ -88,27 +88,6 @@ export class PdvCutter {
   }
 }
 
-/** One element of an Implicit VR Little Endian command set (PS3.7 Annex E). */
-export function commandElement(element: number, value: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(8 + value.length);
-  out.writeUInt16LE(0x0000, 0);
-  out.writeUInt16LE(element, 2);
-  out.writeUInt32LE(value.length, 4);
-  value.copy(out, 8);
-  return out;
-}
-/** A US value. */
-export const us = (v: number): Buffer => {
-  const b = Buffer.allocUnsafe(2);
-  b.writeUInt16LE(v);
-  return b;
-};
-/** A string value padded to even length (UI with NUL, AE/LO with a space: PS3.5 §6.2). */
-export const padded = (v: string, pad: number): Buffer => {
-  const b = Buffer.from(v, 'latin1');
-  return b.length % 2 === 0 ? b : Buffer.concat([b, Buffer.from([pad])]);
-};
-
 /** The C-STORE-RQ command set (PS3.7 §9.3.1.1), Implicit VR Little Endian with its group length. */
 export function storeCommand(o: {
   sopClassUid: string;
@@ -127,10 +106,7 @@ export function storeCommand(o: {
   if (o.moveOriginator) {
     elements.push(commandElement(0x1030, padded(o.moveOriginator.aeTitle, 0x20)), commandElement(0x1031, us(o.moveOriginator.messageId)));
   }
-  const body = Buffer.concat(elements);
-  const length = Buffer.alloc(4);
-  length.writeUInt32LE(body.length);
-  return Buffer.concat([commandElement(0x0000, length), body]);
+  return commandSet(elements);
 }
 
 /** Reads what a C-STORE-RSP says: the message it answers, the status and the error comment. */
