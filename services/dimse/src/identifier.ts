@@ -6,8 +6,10 @@
  * running dcmjs's writer, about 0.1 ms of a one-match C-FIND's ~1 ms of CPU. {@link encodeIdentifier}
  * writes the same bytes (unit-tested against dcmjs) straight from the DICOM JSON; anything outside plain
  * ASCII strings, integer IS values and single-component person names (sequences, binary VRs, other
- * transfer syntaxes, non-ASCII text) returns undefined and the caller lets dcmjs write it.
+ * transfer syntaxes, non-ASCII text) returns undefined and the caller lets dcmjs write it. The element
+ * encoding (headers, padding) is the raw data set writer's that transcoding uses.
  */
+import { writeDataset, type RawElement } from '@portico/imaging';
 import type { JsonDataset } from './find-match.ts';
 
 const IMPLICIT_LE = '1.2.840.10008.1.2';
@@ -40,34 +42,17 @@ function textOf(vr: string, values: readonly unknown[] | undefined): string | un
 export function encodeIdentifier(identifier: JsonDataset, transferSyntaxUid: string): Buffer | undefined {
   const explicit = transferSyntaxUid === EXPLICIT_LE;
   if (!explicit && transferSyntaxUid !== IMPLICIT_LE) return undefined;
-  const elements: Array<{ tag: number; bytes: Buffer }> = [];
+  const elements: RawElement[] = [];
   for (const [key, element] of Object.entries(identifier)) {
-    if (!/^[0-9A-Fa-f]{8}$/.test(key)) return undefined;
+    // Group lengths and File Meta elements are not written by writeDataset: leave them to dcmjs too.
+    if (!/^[0-9A-Fa-f]{8}$/.test(key) || key.startsWith('0002') || key.endsWith('0000')) return undefined;
     const vr = element.vr;
-    const long = LONG_STRING_VRS.has(vr);
-    if (!SHORT_STRING_VRS.has(vr) && !long) return undefined;
+    if (!SHORT_STRING_VRS.has(vr) && !LONG_STRING_VRS.has(vr)) return undefined;
     const text = textOf(vr, element.Value as readonly unknown[] | undefined);
-    if (text === undefined) return undefined;
-    // PS3.5 §6.2: UI padded with NUL, other strings with a space, to an even length.
-    const length = text.length + (text.length % 2);
-    const header = explicit ? (long ? 12 : 8) : 8;
-    if (explicit && !long && length > 0xffff) return undefined;
-    const bytes = Buffer.allocUnsafe(header + length);
-    const tag = parseInt(key, 16);
-    bytes.writeUInt16LE(tag >>> 16, 0);
-    bytes.writeUInt16LE(tag & 0xffff, 2);
-    if (!explicit) bytes.writeUInt32LE(length, 4);
-    else {
-      bytes.write(vr, 4, 'latin1');
-      if (long) {
-        bytes.writeUInt16LE(0, 6);
-        bytes.writeUInt32LE(length, 8);
-      } else bytes.writeUInt16LE(length, 6);
-    }
-    bytes.write(text, header, 'latin1');
-    if (length > text.length) bytes[header + text.length] = vr === 'UI' ? 0x00 : 0x20;
-    elements.push({ tag, bytes });
+    // Too long for a 16-bit length, writeDataset would turn it into UN.
+    if (text === undefined || (explicit && SHORT_STRING_VRS.has(vr) && text.length + (text.length % 2) > 0xffff)) return undefined;
+    elements.push({ tag: parseInt(key, 16), vr, value: Buffer.from(text, 'latin1') });
   }
   elements.sort((a, b) => a.tag - b.tag);
-  return Buffer.concat(elements.map((e) => e.bytes));
+  return Buffer.concat(writeDataset(elements, explicit));
 }
