@@ -95,15 +95,10 @@ export class FolderSync {
   }
 
   private evict(): void {
-    while (this.folders.size > MAX_OPEN) {
-      const [dir, s] = this.folders.entries().next().value!;
-      // A folder being flushed stays: its handle is in use.
-      if (s.running) {
-        this.folders.delete(dir);
-        this.folders.set(dir, s);
-        if ([...this.folders.values()].every((x) => x.running)) return;
-        continue;
-      }
+    // Oldest first (Map order); deleting while iterating a Map is safe.
+    for (const [dir, s] of this.folders) {
+      if (this.folders.size <= MAX_OPEN) return;
+      if (s.running) continue; // its handle is in use
       this.folders.delete(dir);
       s.handle?.then((h) => h.close()).catch(() => undefined);
     }
