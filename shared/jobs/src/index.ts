@@ -215,7 +215,14 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
   const def = JOBS['ingest-instance'];
   const closers: Array<() => Promise<unknown>> = [];
   let queue: Queue;
-  let makeWorker: (name: string, processor: (job: Job) => Promise<void>, concurrency: number, extra?: Record<string, unknown>) => Worker;
+  /** `extra`: BullMQ worker options; `coalesceWakeMs`: see coalesceWakeUps (PostgreSQL backend only). */
+  let makeWorker: (
+    name: string,
+    processor: (job: Job) => Promise<void>,
+    concurrency: number,
+    extra?: Record<string, unknown>,
+    coalesceWakeMs?: number,
+  ) => Worker;
   let makeQueue: (name: string) => Queue;
 
   if (cfg.kind === 'redis') {
@@ -238,10 +245,8 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
       // Worker connections block (BRPOPLPUSH-style); BullMQ requires maxRetriesPerRequest null here.
       const conn = new Redis(cfg.url, { maxRetriesPerRequest: null });
       conn.on('error', (err: Error) => log.warn({ err: err.message }, 'redis worker connection error'));
-      // Wake-up coalescing is for the PostgreSQL backend only: a Redis wake-up costs next to nothing.
-      const opts: Record<string, unknown> = { ...extra };
-      delete opts['coalesceWakeMs'];
-      const w = new Worker(name, processor, { connection: conn, prefix: cfg.prefix, concurrency, autorun: true, ...opts });
+      // No wake-up coalescing: a Redis wake-up costs next to nothing.
+      const w = new Worker(name, processor, { connection: conn, prefix: cfg.prefix, concurrency, autorun: true, ...extra });
       w.on('closed', () => conn.disconnect());
       return w;
     };
@@ -257,9 +262,8 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
     await withTimeout(muteEventStream(cfg.url, cfg.schema), 30000, 'queue event stream');
     closers.push(() => queue.close());
     makeQueue = (name) => new pg.Queue(name, { connection }) as unknown as Queue;
-    makeWorker = (name, processor, concurrency, extra = {}) => {
-      const { coalesceWakeMs, ...opts } = extra as { coalesceWakeMs?: number };
-      const w = new pg.Worker(name, processor, { connection: consumerConnection, concurrency, autorun: false, ...opts }) as unknown as Worker;
+    makeWorker = (name, processor, concurrency, extra = {}, coalesceWakeMs) => {
+      const w = new pg.Worker(name, processor, { connection: consumerConnection, concurrency, autorun: false, ...extra }) as unknown as Worker;
       if (coalesceWakeMs) coalesceWakeUps(w, coalesceWakeMs, log);
       w.run().catch((err: unknown) => w.emit('error', err as Error));
       return w;
@@ -308,7 +312,8 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
           });
         },
         opts.concurrency,
-        { coalesceWakeMs: INGEST_COALESCE_WAKE_MS },
+        {},
+        INGEST_COALESCE_WAKE_MS,
       );
       worker.on('error', (err: Error) => opts.log.warn({ err: err.message }, 'worker error'));
       worker.on('failed', (job: Job | undefined, err: Error) =>
