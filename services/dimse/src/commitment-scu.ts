@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import dimse from 'dcmjs-dimse';
 import dcmjs from 'dcmjs';
-import { STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, type CommitRef, type CommitRequest } from './commitment.ts';
+import { readRefItem, refItem, STORAGE_COMMITMENT_INSTANCE, STORAGE_COMMITMENT_PUSH, type CommitRef, type CommitRequest } from './commitment.ts';
 import { keyString, type JsonDataset, type JsonElement } from './find-match.ts';
 import { connectTo, RawNetwork, type ScuOptions } from './store-scu.ts';
 
@@ -43,7 +43,7 @@ export function commitmentRequestDataset(request: CommitRequest): JsonDataset {
   if (request.refs.length === 0) throw new Error('a storage commitment request references at least one instance');
   return {
     '00081195': ui(request.transactionUid),
-    '00081199': { vr: 'SQ', Value: request.refs.map((r) => ({ '00081150': ui(r.sopClassUid), '00081155': ui(r.sopInstanceUid) })) },
+    '00081199': { vr: 'SQ', Value: request.refs.map(refItem) },
   };
 }
 
@@ -65,11 +65,10 @@ export function parseCommitmentReport(eventTypeId: number, ds: JsonDataset): Com
   const transactionUid = keyString(ds['00081195']).trim();
   if (!transactionUid) throw new Error('no Transaction UID (0008,1195)');
   const items = (tag: string): JsonDataset[] => (ds[tag]?.Value ?? []) as JsonDataset[];
-  const ref = (item: JsonDataset): CommitRef => ({ sopClassUid: keyString(item['00081150']).trim(), sopInstanceUid: keyString(item['00081155']).trim() });
-  const committed = items('00081199').map(ref);
+  const committed = items('00081199').map(readRefItem);
   const failed = items('00081198').map((item) => {
     const reason = Number(item['00081197']?.Value?.[0]);
-    return { ...ref(item), reason: Number.isInteger(reason) ? reason : 0x0110 };
+    return { ...readRefItem(item), reason: Number.isInteger(reason) ? reason : 0x0110 };
   });
   if ([...committed, ...failed].some((r) => !r.sopInstanceUid)) throw new Error('a referenced item lacks its SOP Instance UID');
   return { transactionUid, eventTypeId, committed, failed };

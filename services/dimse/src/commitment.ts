@@ -37,13 +37,25 @@ export interface CommitResult {
   readonly failed: ReadonlyArray<CommitRef & { readonly reason: number }>;
 }
 
+const ui = (v: string): JsonElement => ({ vr: 'UI', Value: [v] });
+
+/** An item of a Referenced / Failed SOP Sequence for one instance (PS3.4 Tables J.3-1, J.3-2). */
+export function refItem(r: CommitRef): JsonDataset {
+  return { '00081150': ui(r.sopClassUid), '00081155': ui(r.sopInstanceUid) };
+}
+
+/** The instance a Referenced / Failed SOP Sequence item names ('' for what it lacks). */
+export function readRefItem(item: JsonDataset): CommitRef {
+  return { sopClassUid: keyString(item['00081150']).trim(), sopInstanceUid: keyString(item['00081155']).trim() };
+}
+
 /** Reads an N-ACTION data set. @throws Error when the transaction UID or the references are missing */
 export function parseCommitRequest(ds: JsonDataset): CommitRequest {
   const transactionUid = keyString(ds['00081195']).trim();
   if (!transactionUid) throw new Error('no Transaction UID (0008,1195)');
   const items = (ds['00081199']?.Value ?? []) as JsonDataset[];
   if (items.length === 0) throw new Error('no Referenced SOP Sequence (0008,1199)');
-  const refs = items.map((item) => ({ sopClassUid: keyString(item['00081150']).trim(), sopInstanceUid: keyString(item['00081155']).trim() }));
+  const refs = items.map(readRefItem);
   if (refs.some((r) => !r.sopClassUid || !r.sopInstanceUid)) throw new Error('a Referenced SOP Sequence item lacks its SOP class or instance UID');
   return { transactionUid, refs };
 }
@@ -78,17 +90,14 @@ export async function checkCommitment(db: Db, refs: readonly CommitRef[], waitMs
   }
 }
 
-const ui = (v: string): JsonElement => ({ vr: 'UI', Value: [v] });
-
 /** The N-EVENT-REPORT data set (PS3.4 Table J.3-2) and its event type. */
 export function eventReport(transactionUid: string, result: CommitResult, retrieveAeTitle: string): { eventTypeId: 1 | 2; dataset: JsonDataset } {
   const dataset: JsonDataset = { '00081195': ui(transactionUid), '00080054': { vr: 'AE', Value: [retrieveAeTitle] } };
-  if (result.committed.length > 0)
-    dataset['00081199'] = { vr: 'SQ', Value: result.committed.map((r) => ({ '00081150': ui(r.sopClassUid), '00081155': ui(r.sopInstanceUid) })) };
+  if (result.committed.length > 0) dataset['00081199'] = { vr: 'SQ', Value: result.committed.map(refItem) };
   if (result.failed.length > 0)
     dataset['00081198'] = {
       vr: 'SQ',
-      Value: result.failed.map((r) => ({ '00081150': ui(r.sopClassUid), '00081155': ui(r.sopInstanceUid), '00081197': { vr: 'US', Value: [r.reason] } })),
+      Value: result.failed.map((r) => ({ ...refItem(r), '00081197': { vr: 'US', Value: [r.reason] } })),
     };
   return { eventTypeId: result.failed.length > 0 ? 2 : 1, dataset };
 }
