@@ -123,7 +123,12 @@ async function checkWithDcmtk(bytes: Buffer, original: Buffer, label: string): P
   expect(dump.stderr, `dcmdump ${label}`).toBe('');
   // dciodvfy judges the IOD, which the sender's data set decides: compare with what it says of the original.
   const errors = async (p: string): Promise<string[]> => {
-    const r = await run('dciodvfy', [p]).catch((err: { stdout: string; stderr: string }) => err);
+    // dciodvfy exits non-zero when it finds errors (the rejection carries its output); a missing dciodvfy
+    // (ENOENT) must fail the test rather than compare two empty lists.
+    const r = await run('dciodvfy', [p]).catch((err: NodeJS.ErrnoException & { stdout: string; stderr: string }) => {
+      if (err.code === 'ENOENT') throw new Error('dciodvfy is not installed (apt-get install dicom3tools)', { cause: err });
+      return err;
+    });
     return `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.startsWith('Error'));
   };
   const [ours, theirs] = await Promise.all([errors(path), errors(originalPath)]);
