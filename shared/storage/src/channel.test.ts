@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ChunkChannel } from './channel.ts';
+import { PassThrough } from 'node:stream';
+import { ChunkChannel, flowingChunks } from './channel.ts';
 
 async function drain(ch: AsyncIterable<Buffer>): Promise<Buffer[]> {
   const out: Buffer[] = [];
@@ -64,5 +65,54 @@ describe('ChunkChannel', () => {
     }
     const queue = (ch as unknown as { queue: Buffer[] }).queue;
     expect(consumed.filter((c) => queue.includes(c))).toEqual([]);
+  });
+});
+
+describe('flowingChunks', () => {
+  it('yields the Buffers the Readable was given, not joined copies', async () => {
+    const src = new PassThrough();
+    const pushed = [Buffer.from('ab'), Buffer.from('cd'), Buffer.from('ef')];
+    // All three are buffered before anyone reads: `for await` over the PassThrough would join them.
+    for (const b of pushed) src.write(b);
+    src.end();
+    const got = await drain(flowingChunks(src));
+    expect(got).toHaveLength(3);
+    got.forEach((b, i) => expect(b).toBe(pushed[i]));
+  });
+
+  it('pauses the source while the consumer is behind and resumes it when it catches up', async () => {
+    const src = new PassThrough();
+    const it = flowingChunks(src, 4)[Symbol.asyncIterator]();
+    src.write(Buffer.alloc(8));
+    await new Promise((r) => setImmediate(r));
+    expect(src.isPaused()).toBe(true);
+    await it.next();
+    await new Promise((r) => setImmediate(r));
+    expect(src.isPaused()).toBe(false);
+    src.end();
+    expect((await it.next()).done).toBe(true);
+  });
+
+  it("fails the consumer with the source's error", async () => {
+    const src = new PassThrough();
+    const done = drain(flowingChunks(src));
+    src.destroy(new Error('connection reset'));
+    await expect(done).rejects.toThrow('connection reset');
+  });
+
+  it('destroys the source when the consumer stops early', async () => {
+    const src = new PassThrough();
+    src.write(Buffer.from('x'));
+    for await (const _ of flowingChunks(src)) break;
+    src.write(Buffer.from('y'));
+    await new Promise((r) => setImmediate(r));
+    expect(src.destroyed).toBe(true);
+  });
+
+  it('fails the consumer when the source closes before its end', async () => {
+    const src = new PassThrough();
+    const done = drain(flowingChunks(src));
+    src.destroy();
+    await expect(done).rejects.toThrow('closed before its end');
   });
 });

@@ -134,5 +134,5 @@ export async function openObjectStore(cfg: ObjectStoreConfig): Promise<ObjectSto
       return new S3ObjectStore(cfg).open();
   }
 }
-export { ChunkChannel } from './channel.ts';
+export { ChunkChannel, flowingChunks } from './channel.ts';
 export { seekableObject, type SeekableObject } from './seekable.ts';

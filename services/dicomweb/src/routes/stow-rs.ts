@@ -24,7 +24,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { ChunkChannel } from '@portico/storage';
+import { ChunkChannel, flowingChunks } from '@portico/storage';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DicomParseError, hasPart10Preamble, hierarchyUids, isValidUid, parseInstance, receivedHeaders, type ParsedInstance } from '@portico/dicom';
 import { PorticoError, toPorticoError } from '@portico/errors';
@@ -111,7 +111,7 @@ export async function storePart(ctx: PartContext, part: IncomingPart): Promise<P
   let bytes = 0;
   let early: PorticoError | undefined;
   try {
-    for await (const chunk of part.body as AsyncIterable<Buffer>) {
+    for await (const chunk of flowingChunks(part.body)) {
       if (early) continue; // drain to reach the next part
       if (head.length < PART10_HEADER_LENGTH) {
         head = Buffer.concat([head, chunk.subarray(0, PART10_HEADER_LENGTH - head.length)]);
@@ -387,10 +387,11 @@ export async function stowRoutes(app: FastifyInstance, deps: RouteDeps): Promise
         : new PorticoError('PAYLOAD_TOO_LARGE', `${what} exceeds the STOW-RS limit of ${max} bytes (PORTICO_STOW_MAX_BYTES); send fewer instances per request`);
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (Number.isFinite(declared) && declared > (jsonForm ? Math.min(max, JSON_FORM_MAX_BYTES) : max)) throw tooLarge(`the request body of ${declared} bytes`);
-    const body = req.body as Readable | undefined;
-    if (!body || typeof (body as Partial<Readable>)[Symbol.asyncIterator] !== 'function') {
+    const raw = req.body as Readable | undefined;
+    if (!raw || typeof (raw as Partial<Readable>)[Symbol.asyncIterator] !== 'function') {
       throw new PorticoError('BAD_REQUEST', 'STOW-RS request without a body');
     }
+    const body = flowingChunks(raw);
 
     const log = req.log;
     const ctx: PartContext = { deps, log, studyFromUrl, rootType, traceparent: traceIdOf(req) ? (req.headers['traceparent'] as string) : undefined };
