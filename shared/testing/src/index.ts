@@ -14,6 +14,7 @@ export { freePort, holdPort } from './net.ts';
 export { createTestDatabase, testPostgresUrl } from './postgres.ts';
 export type { TestDatabase } from './postgres.ts';
 export { testRedisUrl } from './redis.ts';
+export { porticoCommand, PORTICO_LAUNCHER } from './launcher.ts';
 export { run } from './run.ts';
 export type { RunResult } from './run.ts';
 export { startS3 } from './s3.ts';
