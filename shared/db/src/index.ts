@@ -3,7 +3,7 @@
  * repository functions. Repository functions take the handle (`upsertInstance(db, …)`); SQL is
  * parameterised, always.
  */
-export { openDb, type Db, type Queryable } from './pool.ts';
+export { asQuery, openDb, type Db, type NamedStatement, type Queryable } from './pool.ts';
 export { migrate, assertSchemaCurrent, LATEST_SCHEMA_VERSION, listMigrations } from './migrate.ts';
 export { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded.ts';
 export {

@@ -6,7 +6,7 @@
  * with a transaction advisory lock and lets the most recently *received* copy win: a job whose copy is
  * older than the indexed one does nothing.
  */
-import type { Db, Queryable } from './pool.ts';
+import type { Db, NamedStatement, Queryable } from './pool.ts';
 import { normalizePersonName } from './normalize.ts';
 
 export interface InstanceRecord {
@@ -95,7 +95,9 @@ const changed = (table: string, cols: readonly string[]): string =>
  * the row each time (a new row version, its WAL and its index entries) was a third of the statement's
  * cost. Unchanged, the existing row's key is read instead (`UNION ALL` branch).
  */
-const UPSERT_SQL = `WITH st_w AS (
+const UPSERT: NamedStatement = {
+  name: 'ingest_upsert',
+  text: `WITH st_w AS (
    INSERT INTO study (study_instance_uid, ${STUDY_COLUMNS.join(', ')})
    VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
    ON CONFLICT ON CONSTRAINT study_study_instance_uid_key DO UPDATE SET ${set(STUDY_COLUMNS)}, updated_at = now()
@@ -124,7 +126,13 @@ const UPSERT_SQL = `WITH st_w AS (
  ), ev AS (
    INSERT INTO event (kind, sop_instance_uid, study_instance_uid, detail) VALUES ('stored', $22, $1, $39)
  )
- SELECT series_pk, study_pk FROM ins`;
+ SELECT series_pk, study_pk FROM ins`,
+};
+const LOCK_INSTANCE: NamedStatement = { name: 'ingest_lock', text: 'SELECT pg_advisory_xact_lock(hashtextextended($1, 0))' };
+const EXISTING_INSTANCE: NamedStatement = {
+  name: 'ingest_existing',
+  text: 'SELECT received_at, series_pk, study_pk, object_key FROM instance WHERE sop_instance_uid = $1',
+};
 
 function toInt(v: string | undefined): number | null {
   if (v === undefined || v.trim() === '') return null;
@@ -151,11 +159,8 @@ export async function upsertInstance(
 ): Promise<UpsertResult> {
   return db.transaction(
     async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`instance.${rec.sopInstanceUid}`]);
-      const existing = await tx.query<{ received_at: Date; series_pk: string; study_pk: string; object_key: string }>(
-        'SELECT received_at, series_pk, study_pk, object_key FROM instance WHERE sop_instance_uid = $1',
-        [rec.sopInstanceUid],
-      );
+      await tx.query(LOCK_INSTANCE, [`instance.${rec.sopInstanceUid}`]);
+      const existing = await tx.query<{ received_at: Date; series_pk: string; study_pk: string; object_key: string }>(EXISTING_INSTANCE, [rec.sopInstanceUid]);
       const prev = existing.rows[0];
       if (prev && prev.received_at.getTime() > rec.receivedAt.getTime()) return { outcome: 'stale' };
       if (apply) await apply();
@@ -208,11 +213,11 @@ export async function upsertInstance(
         rec.receivedAt,
         JSON.stringify({ source: rec.source, callingAet: rec.callingAeTitle, replaced: !!prev }),
       ];
-      let res = await tx.query<{ series_pk: string; study_pk: string }>(UPSERT_SQL, params);
+      let res = await tx.query<{ series_pk: string; study_pk: string }>(UPSERT, params);
       // No row: the study or series row was inserted by a transaction that committed while this statement
       // ran (two instances of a new study indexed at once), unchanged, so the statement neither updated it
       // nor could see it in its snapshot. Once more sees it: each statement takes a new snapshot.
-      if (res.rows.length === 0) res = await tx.query<{ series_pk: string; study_pk: string }>(UPSERT_SQL, params);
+      if (res.rows.length === 0) res = await tx.query<{ series_pk: string; study_pk: string }>(UPSERT, params);
       if (res.rows.length === 0) throw new Error('index upsert returned no row twice');
       const seriesPk = res.rows[0]!.series_pk;
       // A re-sent instance may have moved to another series or study: drop what it left empty.

@@ -1,8 +1,19 @@
 import pg from 'pg';
 
+/**
+ * A statement with a name: each pooled connection parses and plans its text once (a named prepared
+ * statement; after five executions PostgreSQL keeps a generic plan when it is no worse), instead of on
+ * every execution. For the few fixed statements that run per instance: on the ingest path, parsing,
+ * analysing and planning unnamed statements were ~24% of PostgreSQL's CPU (perf, 2 x 500 instances).
+ */
+export interface NamedStatement {
+  readonly name: string;
+  readonly text: string;
+}
+
 /** Anything that runs a query: the pool or a client inside a transaction. */
 export interface Queryable {
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | NamedStatement, values?: unknown[]): Promise<pg.QueryResult<R>>;
 }
 
 export interface Db extends Queryable {
@@ -31,7 +42,7 @@ export function openDb(url: string, options: { poolSize?: number; onError?: (err
   return {
     pool,
     url,
-    query: (text, values) => pool.query(text, values),
+    query: (text, values) => pool.query(asQuery(text, values)),
     async transaction(fn, opts) {
       const client = await pool.connect();
       // A checked-out client has no pool 'error' listener; a server that goes away while we hold it
@@ -41,7 +52,7 @@ export function openDb(url: string, options: { poolSize?: number; onError?: (err
       try {
         // one round trip: a simple-protocol query may hold several statements
         await client.query(opts?.asyncCommit ? 'BEGIN; SET LOCAL synchronous_commit = off' : 'BEGIN');
-        const result = await fn(client);
+        const result = await fn({ query: (q, values) => client.query(asQuery(q, values)) });
         await client.query('COMMIT');
         return result;
       } catch (err) {
@@ -61,4 +72,9 @@ export function openDb(url: string, options: { poolSize?: number; onError?: (err
       await pool.end();
     },
   };
+}
+
+/** A fresh config per call: pg writes `values` into the config object it is given. */
+export function asQuery(q: string | NamedStatement, values?: unknown[]): pg.QueryConfig {
+  return typeof q === 'string' ? { text: q, ...(values ? { values } : {}) } : { name: q.name, text: q.text, ...(values ? { values } : {}) };
 }
