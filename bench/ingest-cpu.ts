@@ -177,8 +177,9 @@ async function main(): Promise<void> {
       for (const res of results) if (res.code !== 0) throw new Error(`dcmsend failed: ${res.out.slice(-500)}`);
       await waitFor(async () => {
         const res = await fetch(`${base}/dicom-web/studies/${set.studyUid}/instances?offset=${N - 1}&limit=1&includefield=00080018`);
-        await res.arrayBuffer();
-        return res.status === 200;
+        // 200 with an empty array (or 204) until the N-th instance is indexed.
+        const body = await res.text();
+        return res.status === 200 && (JSON.parse(body) as unknown[]).length === 1;
       }, 300_000);
       const allMs = performance.now() - t0;
       const c2 = await cpuOf(pid);
