@@ -88,36 +88,55 @@ const set = (cols: readonly string[]): string => cols.map((c) => `${c} = EXCLUDE
 const changed = (table: string, cols: readonly string[]): string =>
   `(${cols.map((c) => `${table}.${c}`).join(', ')}) IS DISTINCT FROM (${cols.map((c) => `EXCLUDED.${c}`).join(', ')})`;
 
+/** `(a, b) IS NOT DISTINCT FROM ($n, $n+1)`: the row already holds exactly these values. */
+const same = (table: string, cols: readonly string[], firstParam: number, casts: Readonly<Record<string, string>> = {}): string =>
+  `(${cols.map((c) => `${table}.${c}`).join(', ')}) IS NOT DISTINCT FROM (${cols.map((c, i) => `$${firstParam + i}${casts[c] ?? ''}`).join(', ')})`;
+const params = (first: number, n: number, casts: Readonly<Record<number, string>> = {}): string =>
+  Array.from({ length: n }, (_, i) => `$${first + i}${casts[first + i] ?? ''}`).join(', ');
+
 /**
  * Study, series, instance and audit event in one statement: on this path every round trip to the database
- * costs CPU on both sides, and ingest runs once per instance. The study and series rows are rewritten
- * only when a value changed: every instance of a study carries the same study attributes, and rewriting
- * the row each time (a new row version, its WAL and its index entries) was a third of the statement's
- * cost. Unchanged, the existing row's key is read instead (`UNION ALL` branch).
+ * costs CPU on both sides, and ingest runs once per instance.
+ *
+ * The study and series rows are written only when a value changed: every instance of a study carries the
+ * same study attributes. An unchanged row is found by a plain read (`st_same`, `se_same`) and the INSERT
+ * is not even attempted: INSERT … ON CONFLICT DO UPDATE locks the conflicting row even when its WHERE
+ * rejects the update (a tuple lock, with its WAL record, held to commit), so concurrent ingest jobs of one
+ * study queued behind each other on the study and series rows. The last `UNION ALL` branch reads a row
+ * that changed under us and that the INSERT's WHERE left as it was (another job wrote the same values).
  */
 const UPSERT: NamedStatement = {
   name: 'ingest_upsert',
-  text: `WITH st_w AS (
+  text: `WITH st_same AS (
+   SELECT study_pk FROM study WHERE study_instance_uid = $1 AND ${same('study', STUDY_COLUMNS, 2, { json: '::jsonb' })}
+ ), st_w AS (
    INSERT INTO study (study_instance_uid, ${STUDY_COLUMNS.join(', ')})
-   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
+   SELECT ${params(1, 15, { 15: '::jsonb' })} WHERE NOT EXISTS (SELECT 1 FROM st_same)
    ON CONFLICT ON CONSTRAINT study_study_instance_uid_key DO UPDATE SET ${set(STUDY_COLUMNS)}, updated_at = now()
    WHERE ${changed('study', STUDY_COLUMNS)}
    RETURNING study_pk
  ), st AS (
+   SELECT study_pk FROM st_same
+   UNION ALL
    SELECT study_pk FROM st_w
    UNION ALL
-   SELECT study_pk FROM study WHERE study_instance_uid = $1 AND NOT EXISTS (SELECT 1 FROM st_w)
+   SELECT study_pk FROM study WHERE study_instance_uid = $1 AND NOT EXISTS (SELECT 1 FROM st_same) AND NOT EXISTS (SELECT 1 FROM st_w)
+ ), se_same AS (
+   SELECT s.series_pk, s.study_pk FROM series s JOIN st ON st.study_pk = s.study_pk
+    WHERE s.series_instance_uid = $16 AND ${same('s', SERIES_COLUMNS.slice(1), 17, { json: '::jsonb' })}
  ), se_w AS (
    INSERT INTO series (series_instance_uid, ${SERIES_COLUMNS.join(', ')})
-   SELECT $16, st.study_pk, $17, $18, $19, $20, $21 FROM st
+   SELECT $16, st.study_pk, ${params(17, 5, { 21: '::jsonb' })} FROM st WHERE NOT EXISTS (SELECT 1 FROM se_same)
    ON CONFLICT ON CONSTRAINT series_series_instance_uid_key DO UPDATE SET ${set(SERIES_COLUMNS)}, updated_at = now()
    WHERE ${changed('series', SERIES_COLUMNS)}
    RETURNING series_pk, study_pk
  ), se AS (
+   SELECT series_pk, study_pk FROM se_same
+   UNION ALL
    SELECT series_pk, study_pk FROM se_w
    UNION ALL
    SELECT s.series_pk, s.study_pk FROM series s JOIN st ON st.study_pk = s.study_pk
-    WHERE s.series_instance_uid = $16 AND NOT EXISTS (SELECT 1 FROM se_w)
+    WHERE s.series_instance_uid = $16 AND NOT EXISTS (SELECT 1 FROM se_same) AND NOT EXISTS (SELECT 1 FROM se_w)
  ), ins AS (
    INSERT INTO instance (sop_instance_uid, ${INSTANCE_COLUMNS.join(', ')})
    SELECT $22, se.series_pk, se.study_pk, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38 FROM se
