@@ -113,20 +113,24 @@ export class ChunkChannel implements AsyncIterable<Buffer> {
  * that copied about a third of all received bytes, and those short-lived copies (external memory, freed
  * only by full collections) were most of the ~100 MB of ArrayBuffers that piled up during STOW-RS ingest.
  * Flowing mode hands over each chunk itself; the source is paused while the consumer is more than
- * highWaterMark bytes behind. A consumer that stops early (break, throw) destroys the source at its next
- * chunk, as `for await` over the Readable itself would.
+ * highWaterMark bytes behind. After a consumer that stopped early (break, throw) the rest is read and
+ * dropped.
  */
 export function flowingChunks(readable: Readable, highWaterMark = 256 * 1024): AsyncIterable<Buffer> {
   const channel = new ChunkChannel(highWaterMark);
-  readable.on('data', (chunk: Buffer | string) => {
+  const onData = (chunk: Buffer | string): void => {
     if (channel.closed) {
-      readable.destroy();
+      // Read and drop the rest: destroying a request here would reset the connection before the
+      // answer that the consumer's error becomes (a 413, say) reaches the client.
+      readable.off('data', onData);
+      readable.resume();
       return;
     }
     if (channel.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk)) return;
     readable.pause();
     void channel.drained().then(() => readable.resume());
-  });
+  };
+  readable.on('data', onData);
   readable.once('end', () => channel.end());
   readable.once('error', (err: Error) => channel.destroy(err));
   // Destroyed without an error (e.g. the request aborted): the bytes will never all arrive.
