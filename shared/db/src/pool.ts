@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 
 /** Anything that runs a query: the pool or a client inside a transaction. */
@@ -9,6 +10,12 @@ export interface Db extends Queryable {
   readonly pool: pg.Pool;
   readonly url: string;
   /**
+   * Runs a query whose text is one of a bounded family (the QIDO-RS and C-FIND shapes: values are bind
+   * parameters) as a named prepared statement: each pooled connection parses it once, and PostgreSQL
+   * can reuse its plan. Past {@link MAX_NAMED_STATEMENTS} distinct texts, unnamed as `query`.
+   */
+  queryPrepared<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>>;
+  /**
    * Runs fn inside BEGIN/COMMIT on one client; ROLLBACK on error. `asyncCommit` does not wait for the WAL
    * flush at COMMIT (synchronous_commit off for this transaction only): for work that is safe to redo.
    */
@@ -17,6 +24,9 @@ export interface Db extends Queryable {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** Distinct texts {@link Db.queryPrepared} names, so that a connection holds a bounded set of statements. */
+export const MAX_NAMED_STATEMENTS = 500;
 
 /** A pool for one process. Errors on idle clients are logged by the caller via `onError`, never crash. */
 export function openDb(url: string, options: { poolSize?: number; onError?: (err: Error) => void; applicationName?: string } = {}): Db {
@@ -28,10 +38,19 @@ export function openDb(url: string, options: { poolSize?: number; onError?: (err
   });
   pool.on('error', (err) => options.onError?.(err));
   let closed = false;
+  const names = new Map<string, string>();
   return {
     pool,
     url,
     query: (text, values) => pool.query(text, values),
+    queryPrepared: (text, values) => {
+      let name = names.get(text);
+      if (name === undefined && names.size < MAX_NAMED_STATEMENTS) {
+        name = `q_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+        names.set(text, name);
+      }
+      return name === undefined ? pool.query(text, values) : pool.query({ name, text, values });
+    },
     async transaction(fn, opts) {
       const client = await pool.connect();
       // A checked-out client has no pool 'error' listener; a server that goes away while we hold it
