@@ -25,7 +25,6 @@ import {
   type QidoStudyRow,
   type PatientRow,
 } from '@portico/db';
-import { createHash } from 'node:crypto';
 import { PorticoError } from '@portico/errors';
 import { computedFor, planFind, responseIdentifier, matchElement, TAGS, type FindPlan, type JsonDataset, type JsonElement } from './find-match.ts';
 
@@ -46,20 +45,6 @@ export interface FindRun {
   /** Sends one pending response; resolves when the caller may send the next (back-pressure). */
   readonly onMatch: (identifier: JsonDataset) => Promise<void>;
   readonly cancelled: () => boolean;
-}
-
-/**
- * Names the query's text so that each pooled connection parses it once and reuses it (a named prepared
- * statement; the values stay bind parameters). The texts of one plan shape are few and fixed.
- */
-const statementNames = new Map<string, string>();
-function statementName(sql: string): string {
-  let name = statementNames.get(sql);
-  if (!name) {
-    name = `c_find_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
-    if (statementNames.size < 1000) statementNames.set(sql, name);
-  }
-  return name;
 }
 
 const LEVEL_TEXT = { patient: 'PATIENT', study: 'STUDY', series: 'SERIES', instance: 'IMAGE' } as const;
@@ -109,7 +94,8 @@ export async function runFind(run: FindRun, model: 'patient' | 'study', identifi
     for (let after: string | undefined; ;) {
       const built = buildQidoQuery({ level, keys: plan.indexed as MatchingKeyValue[], limit: PAGE, offset: 0, after, instanceTags });
       const q = computed ? built : withoutComputedAttributes(built);
-      const { rows } = await run.db.pool.query({ name: statementName(q.sql), text: q.sql, values: q.params });
+      // A named prepared statement: each pooled connection parses the text once (its values are parameters).
+      const { rows } = await run.db.queryPrepared(q.sql, q.params);
       for (const row of rows) {
         if (run.cancelled()) return { status: 0xfe00, matches };
         if (level === 'study') {

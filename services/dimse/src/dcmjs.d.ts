@@ -6,6 +6,8 @@ declare module 'dcmjs' {
       DicomMetaDictionary: {
         naturalizeDataset(json: Record<string, unknown>): Record<string, unknown>;
         denaturalizeDataset(naturalized: Record<string, unknown>): Record<string, unknown>;
+        /** The standard data dictionary by "(gggg,eeee)". */
+        dictionary: Record<string, { vr?: string } | undefined>;
       };
     };
   };

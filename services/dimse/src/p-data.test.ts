@@ -64,7 +64,8 @@ class FakeSink {
   }
 }
 
-function harness(opts: { accept?: boolean } = {}) {
+function harness(opts: { accept?: boolean; takeCommand?: number } = {}) {
+  const taken: Array<{ pcId: number; messageId: number; dataSet: Buffer }> = [];
   const forwarded: Buffer[] = [];
   const sent: Buffer[] = [];
   const sinks: FakeSink[] = [];
@@ -78,12 +79,18 @@ function harness(opts: { accept?: boolean } = {}) {
       sinks.push(sink);
       return sink as unknown as StoreSink;
     },
+    ...(opts.takeCommand !== undefined
+      ? {
+          takeDataSet: (pcId: number, command: { commandField: number; messageId: number }) =>
+            command.commandField === opts.takeCommand ? (dataSet: Buffer) => void taken.push({ pcId, messageId: command.messageId, dataSet }) : undefined,
+        }
+      : {}),
     send: (pdu) => sent.push(pdu),
     pause: () => events.push('pause'),
     resume: () => events.push('resume'),
     abort: (reason) => events.push(`abort ${reason}`),
   };
-  return { router: new PDataRouter(host), forwarded, sent, sinks, events };
+  return { router: new PDataRouter(host), forwarded, sent, sinks, events, taken };
 }
 
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -261,5 +268,30 @@ describe('PDataRouter with PDUs as chunk views', () => {
     h.router.onPData(pData(pdv(1, true, true, STORE)));
     h.router.onPData(cut(pData(pdv(1, false, false, Buffer.alloc(100)), pdv(1, true, true, STORE)), [50, 110]));
     expect(h.events.at(-1)).toMatch(/^abort /);
+  });
+
+  it('collects the data set of a message the host takes (C-FIND) and hands it over whole; other messages still go on', () => {
+    const { router, forwarded, taken, events } = harness({ takeCommand: 0x0020 });
+    const identifier = Buffer.from('0800520008000000535455445920', 'hex');
+    router.onPData(pData(pdv(3, true, true, otherCommand(0x0020, true)), pdv(3, false, false, identifier.subarray(0, 5))));
+    expect(taken).toEqual([]);
+    router.onPData(pData(pdv(3, false, true, identifier.subarray(5)), pdv(1, true, true, otherCommand(0x0030, false))));
+    expect(taken).toEqual([{ pcId: 3, messageId: 7, dataSet: identifier }]);
+    // The C-ECHO-like command after it, and a C-MOVE-like message the host does not take, go to dcmjs-dimse.
+    expect(forwarded).toEqual([pData(pdv(1, true, true, otherCommand(0x0030, false)))]);
+    const move = pData(pdv(3, true, true, otherCommand(0x0021, true)), pdv(3, false, true, identifier));
+    router.onPData(move);
+    expect(forwarded[1]).toEqual(move);
+    expect(events).toEqual([]);
+  });
+
+  it('aborts when a taken data set is interrupted by a command or another context', () => {
+    for (const intruder of [pdv(3, true, true, otherCommand(0x0030, false)), pdv(5, false, true, Buffer.from('0000', 'hex'))]) {
+      const { router, taken, events } = harness({ takeCommand: 0x0020 });
+      router.onPData(pData(pdv(3, true, true, otherCommand(0x0020, true)), pdv(3, false, false, Buffer.from('08005200', 'hex'))));
+      router.onPData(pData(intruder));
+      expect(taken).toEqual([]);
+      expect(events).toEqual(['abort data set interrupted by another PDV']);
+    }
   });
 });

@@ -11,7 +11,10 @@
  * directly ({@link storeResponsePdu}) once the sink's outcome is known — which is after the object is
  * durable and the ingest job enqueued (c-store.ts).
  *
- * Every other message (C-ECHO, C-FIND, C-MOVE, C-GET, N-ACTION, C-CANCEL, responses to our requests) is
+ * A message the host takes itself ({@link PDataHost.takeDataSet}: the C-FIND SCP) has its data set
+ * collected here and handed over whole, without dcmjs-dimse.
+ *
+ * Every other message (C-ECHO, C-MOVE, C-GET, N-ACTION, C-CANCEL, responses to our requests) is
  * handed to dcmjs-dimse as the PDU it arrived in — or, when one PDU mixes a C-STORE with something else,
  * as a P-DATA-TF PDU of just the other message's PDV items, in their order — so dcmjs-dimse parses and
  * dispatches it exactly as before. A command is recognised only once its last fragment has arrived; until
@@ -113,6 +116,11 @@ export interface PDataHost {
    * undefined when the context is not an accepted one (the association is then aborted).
    */
   beginStore(pcId: number, command: DimseCommand): StoreSink | undefined;
+  /**
+   * A command with a data set that the host answers itself (C-FIND): the receiver of the whole data set,
+   * or undefined to hand the message to dcmjs-dimse as before.
+   */
+  takeDataSet?(pcId: number, command: DimseCommand): ((dataSet: Buffer) => void) | undefined;
   /** Writes a PDU (the C-STORE-RSP) unless the association is gone. */
   send(pdu: Buffer): void;
   /** Stops / restarts reading from the socket (back-pressure). */
@@ -122,7 +130,7 @@ export interface PDataHost {
   abort(reason: string): void;
 }
 
-type State = 'idle' | 'command' | 'store' | 'forward';
+type State = 'idle' | 'command' | 'store' | 'collect' | 'forward';
 
 /** Routes the P-DATA-TF PDUs of one association: C-STORE to the raw path, the rest to dcmjs-dimse. */
 export class PDataRouter {
@@ -132,6 +140,8 @@ export class PDataRouter {
   private commandItems: Buffer[] = [];
   private commandData: Buffer[] = [];
   private store: { sink: StoreSink; pcId: number; command: DimseCommand } | undefined;
+  /** The data set being collected for the host (state 'collect'). */
+  private collect: { pcId: number; fragments: Buffer[]; receiver: (dataSet: Buffer) => void } | undefined;
   private paused = false;
   private failed = false;
 
@@ -148,6 +158,7 @@ export class PDataRouter {
   close(reason: string): void {
     const store = this.store;
     this.store = undefined;
+    this.collect = undefined;
     this.state = 'idle';
     this.commandItems = [];
     this.commandData = [];
@@ -285,7 +296,13 @@ export class PDataRouter {
           } catch {
             command = undefined; // dcmjs-dimse reports what it cannot read
           }
-          if (command?.commandField === C_STORE_RQ && command.hasDataSet) {
+          const receiver = command?.hasDataSet && command.commandField !== C_STORE_RQ ? this.host.takeDataSet?.(pcId, command) : undefined;
+          if (receiver) {
+            exact = false;
+            flush();
+            this.collect = { pcId, fragments: [], receiver };
+            this.state = 'collect';
+          } else if (command?.commandField === C_STORE_RQ && command.hasDataSet) {
             exact = false;
             flush();
             const sink = this.host.beginStore(pcId, command);
@@ -295,6 +312,18 @@ export class PDataRouter {
           } else {
             forward.push(...items);
             this.state = command && !command.hasDataSet ? 'idle' : 'forward';
+          }
+          break;
+        }
+        case 'collect': {
+          const collect = this.collect!;
+          if (isCommand || pcId !== collect.pcId) return this.fail('data set interrupted by another PDV');
+          exact = false;
+          collect.fragments.push(data);
+          if (last) {
+            this.collect = undefined;
+            this.state = 'idle';
+            collect.receiver(collect.fragments.length === 1 ? collect.fragments[0]! : Buffer.concat(collect.fragments));
           }
           break;
         }

@@ -107,7 +107,9 @@ export async function qidoRoutes(app: FastifyInstance, deps: RouteDeps): Promise
         offset: p.offset,
         instanceTags: p.includeAll ? 'all' : [...DEFAULT_TAGS.instance, ...p.includeTags],
       });
-      const res = await deps.db.query(q.sql, q.params);
+      // Named: the text of a query shape is parsed once per pooled connection (~0.3 ms of PostgreSQL's time
+      // per request for a `limit=25` page), and PostgreSQL may settle on a generic plan where one does as well.
+      const res = await deps.db.queryPrepared(q.sql, q.params);
       const more = res.rows.length > p.limit;
       const rows = more ? res.rows.slice(0, p.limit) : res.rows;
       let results: DicomJson[];

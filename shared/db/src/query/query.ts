@@ -131,9 +131,9 @@ export function buildQidoQuery(q: QidoQuery): SqlQuery {
   const page = `\nLIMIT ${p(q.limit)} OFFSET ${p(q.offset)}`;
 
   const shape = LEVEL_SQL[q.level];
-  const select = `SELECT ${shape.columns(instanceJson)}`;
   if (q.offset === 0) {
-    return { sql: `${select}\nFROM ${shape.from}${whereSql}\nORDER BY ${PK[q.level]}${page}`, params };
+    // Plain form: PostgreSQL evaluates the select list's subqueries after the sort and limit.
+    return { sql: `SELECT ${shape.columns(instanceJson)}\nFROM ${shape.from}${whereSql}\nORDER BY ${PK[q.level]}${page}`, params };
   }
   // With an offset, the page is picked first, on primary keys only, and the select list (computed
   // attributes, the json subset) is evaluated for the rows kept. With LIMIT/OFFSET above the full select
@@ -143,21 +143,47 @@ export function buildQidoQuery(q: QidoQuery): SqlQuery {
   // the page as a subquery was planned as a hash join over a sequential scan of the table at series level.
   // Without an offset the plain form is kept: there is nothing to skip (and C-FIND, which pages by key,
   // never by offset, runs the same SQL as before).
+  // The page is known here, so the study's series aggregate can be a lateral join: it runs for the kept
+  // rows only (in the plain form, a join would run before the sort, for every matching row).
   const pk = PK[q.level];
+  const paged = shape.paged ?? shape;
   return {
-    sql: `${select}\nFROM ${shape.from}\nWHERE ${pk} = ANY (ARRAY(SELECT ${pk} FROM ${shape.from}${whereSql}\nORDER BY ${pk}${page}))\nORDER BY ${pk}`,
+    sql: `SELECT ${paged.columns(instanceJson)}\nFROM ${shape.from}${paged.joins ?? ''}\nWHERE ${pk} = ANY (ARRAY(SELECT ${pk} FROM ${shape.from}${whereSql}\nORDER BY ${pk}${page}))\nORDER BY ${pk}`,
     params,
   };
 }
 
-/** Per level: the select list (given the instance json expression) and the FROM. */
-const LEVEL_SQL: Readonly<Record<Level, { columns: (instanceJson: string) => string; from: string }>> = {
+/** A study's series count and distinct non-empty modalities, in order (ModalitiesInStudy). */
+const SERIES_AGGREGATE =
+  "CROSS JOIN LATERAL (SELECT count(*)::int AS number_of_series, COALESCE(array_agg(DISTINCT x.modality ORDER BY x.modality) FILTER (WHERE x.modality <> ''), '{}') AS modalities FROM series x WHERE x.study_pk = st.study_pk) sx";
+
+interface Columns {
+  /** The select list, given the instance json expression. */
+  readonly columns: (instanceJson: string) => string;
+  /** Joins the select list needs. */
+  readonly joins?: string;
+}
+
+/**
+ * Per level: the select list and the FROM; `paged`, a select list for the form that picks the page of
+ * keys first. There a study's series count and its modalities come from one pass over its series (a
+ * lateral aggregate): as two subqueries they read the series twice per row, ~40 % of PostgreSQL's CPU
+ * time for a 26-study page (pgbench, 0.89-0.97 -> 0.48-0.62 ms per query).
+ */
+const LEVEL_SQL: Readonly<Record<Level, Columns & { from: string; paged?: Columns }>> = {
   study: {
     columns: () => `st.study_pk, st.study_instance_uid, st.json,
   (SELECT count(*) FROM series x WHERE x.study_pk = st.study_pk)::int AS number_of_series,
   (SELECT count(*) FROM instance y WHERE y.study_pk = st.study_pk)::int AS number_of_instances,
   ARRAY(SELECT DISTINCT x.modality FROM series x WHERE x.study_pk = st.study_pk AND x.modality <> '' ORDER BY 1) AS modalities`,
     from: 'study st',
+    paged: {
+      columns: () => `st.study_pk, st.study_instance_uid, st.json,
+  sx.number_of_series,
+  (SELECT count(*) FROM instance y WHERE y.study_pk = st.study_pk)::int AS number_of_instances,
+  sx.modalities`,
+      joins: `\n${SERIES_AGGREGATE}`,
+    },
   },
   series: {
     columns: () => `se.series_pk, se.series_instance_uid, se.json, st.study_instance_uid, st.json AS study_json,
@@ -348,6 +374,9 @@ function range(key: MatchingKey, value: string, p: Bind): string {
 export function withoutComputedAttributes(query: SqlQuery): SqlQuery {
   const sql = query.sql
     .replace(/\(SELECT count\(\*\) FROM (?:series|instance) [a-z]+ WHERE [^)]*\)::int AS (number_of_\w+)/g, '0 AS $1')
-    .replace(/ARRAY\(SELECT DISTINCT [a-z]+\.modality FROM series [a-z]+ WHERE [^)]*\) AS modalities/g, "'{}'::text[] AS modalities");
+    .replace(/ARRAY\(SELECT DISTINCT [a-z]+\.modality FROM series [a-z]+ WHERE [^)]*\) AS modalities/g, "'{}'::text[] AS modalities")
+    .replace('sx.number_of_series', '0 AS number_of_series')
+    .replace('sx.modalities', "'{}'::text[] AS modalities")
+    .replace(`\n${SERIES_AGGREGATE}`, '');
   return { sql, params: query.params };
 }
