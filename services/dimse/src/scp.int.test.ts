@@ -14,7 +14,7 @@ import { loadConfig } from '@portico/config';
 import { createLogger } from '@portico/logging';
 import { openObjectStore, type ObjectStore } from '@portico/storage';
 import { openJobQueues, type JobQueues } from '@portico/jobs';
-import { parseInstance, readFileMetaInformation } from '@portico/dicom';
+import { PORTICO_IMPLEMENTATION_CLASS_UID, PORTICO_IMPLEMENTATION_VERSION_NAME, parseInstance, readFileMetaInformation } from '@portico/dicom';
 import { openDb, type Db } from '@portico/db';
 import { corpusDir, createTestDatabase, freePort, run, syntheticInstance, syntheticStream, testUid, uniqueId } from '@portico/testing';
 import { startDimseServer, type DimseServer } from './scp.ts';
@@ -69,7 +69,8 @@ describe('DIMSE SCP with dcmtk peers', () => {
     store = await openObjectStore({ kind: 'fs', root });
     queues = await openJobQueues({ kind: 'postgres', url: db.url, schema: uniqueId('q').replace(/[^a-z0-9_]/g, '_') }, log);
     index = openDb(db.url);
-    const config = loadConfig({ env: {}, overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1', 'dimse.maxAssociations': 4 } });
+    // A maximum PDU length above dcmjs-dimse's own default (262144), which used to cap the one we announce.
+    const config = loadConfig({ env: {}, overrides: { 'dimse.port': 0, 'dimse.host': '127.0.0.1', 'dimse.maxAssociations': 4, 'dimse.maxPduLength': 524288 } });
     server = await startDimseServer({ config, log, store, queues, db: index, allowUnknownAe: true });
   });
   afterAll(async () => {
@@ -79,9 +80,14 @@ describe('DIMSE SCP with dcmtk peers', () => {
     await drop?.();
   });
 
-  it('answers C-ECHO', async () => {
-    const r = await run('echoscu', ['-aec', 'PORTICO', '127.0.0.1', String(server.port)]);
+  it("answers C-ECHO, and its A-ASSOCIATE-AC names Portico's implementation and maximum PDU length", async () => {
+    const r = await run('echoscu', ['-d', '-aec', 'PORTICO', '127.0.0.1', String(server.port)]);
     expect(r.code, r.stderr).toBe(0);
+    const out = r.stdout + r.stderr;
+    const ac = out.slice(out.indexOf('BEGIN A-ASSOCIATE-AC'), out.indexOf('END A-ASSOCIATE-AC'));
+    expect(ac).toMatch(new RegExp(`Their Implementation Class UID:\\s+${PORTICO_IMPLEMENTATION_CLASS_UID.replaceAll('.', '\\.')}\\s`));
+    expect(ac).toMatch(new RegExp(`Their Implementation Version Name:\\s+${PORTICO_IMPLEMENTATION_VERSION_NAME}\\s`));
+    expect(ac).toMatch(/Their Max PDU Receive Size:\s+524288\s/);
   });
 
   it('stages the exact data set bytes behind a correct File Meta group and enqueues one ingest job', async () => {

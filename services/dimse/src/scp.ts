@@ -99,6 +99,12 @@ export interface DimseServer {
 /** Starts listening; resolves once bound. */
 export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
   const { config, log } = deps;
+  // dcmjs-dimse writes every A-ASSOCIATE-AC from its process-wide Implementation settings: it overwrites
+  // the association's Implementation Class UID and Version Name with them, and caps our maximum PDU length
+  // with theirs (262144). Portico is the only user of dcmjs-dimse in the process, so they become ours.
+  dimse.Implementation.setImplementationClassUid(PORTICO_IMPLEMENTATION_CLASS_UID);
+  dimse.Implementation.setImplementationVersion(PORTICO_IMPLEMENTATION_VERSION_NAME);
+  dimse.Implementation.setMaxPduLength(config.dimse.maxPduLength);
   // The known nodes: the nodes file (a bad file stops the start here) plus those added through the admin
   // API, reloaded every dimse.nodesReloadMs (a failed reload keeps the last list).
   const fileNodes = loadNodes(config.dimse.nodesFile);
@@ -464,8 +470,6 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       // kept for what we send, ours goes into the A-ASSOCIATE-AC.
       this.peerMaxPdu = association.getMaxPduLength();
       association.setMaxPduLength(config.dimse.maxPduLength);
-      association.setImplementationClassUid(PORTICO_IMPLEMENTATION_CLASS_UID);
-      association.setImplementationVersion(PORTICO_IMPLEMENTATION_VERSION_NAME);
       this.alog.info({ contexts: association.getPresentationContexts().length, accepted }, 'association accepted');
       this.sendAssociationAccept();
     }
