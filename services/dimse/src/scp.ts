@@ -243,8 +243,8 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       });
     }
 
-    /** The sink for a C-STORE-RQ's data set, on an accepted presentation context only. */
-    beginStore(pcId: number, command: { affectedSopClassUid: string; affectedSopInstanceUid: string }): StoreSink | undefined {
+    /** Presentation context pcId with its transfer syntax, when it exists and was accepted. */
+    acceptedContext(pcId: number): { pc: DimsePresentationContext; transferSyntaxUid: string } | undefined {
       let pc: DimsePresentationContext;
       try {
         pc = this.association!.getPresentationContext(pcId);
@@ -252,7 +252,14 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
         return undefined;
       }
       const transferSyntaxUid = pc.getAcceptedTransferSyntaxUid();
-      if (pc.getResult() !== PresentationContextResult.Accept || !transferSyntaxUid) return undefined;
+      return pc.getResult() === PresentationContextResult.Accept && transferSyntaxUid ? { pc, transferSyntaxUid } : undefined;
+    }
+
+    /** The sink for a C-STORE-RQ's data set, on an accepted presentation context only. */
+    beginStore(pcId: number, command: { affectedSopClassUid: string; affectedSopInstanceUid: string }): StoreSink | undefined {
+      const accepted = this.acceptedContext(pcId);
+      if (!accepted) return undefined;
+      const { transferSyntaxUid } = accepted;
       const sink = new StoreSink(
         {
           store: deps.store,
@@ -319,14 +326,9 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
     takeFind(pcId: number, command: DimseCommand): ((dataSet: Buffer) => void) | undefined {
       const sopClassUid = command.affectedSopClassUid;
       if (command.commandField !== C_FIND_RQ || (sopClassUid !== PATIENT_ROOT_FIND && sopClassUid !== STUDY_ROOT_FIND)) return undefined;
-      let pc: DimsePresentationContext;
-      try {
-        pc = this.association!.getPresentationContext(pcId);
-      } catch {
-        return undefined;
-      }
-      const ts = pc.getAcceptedTransferSyntaxUid();
-      if (pc.getResult() !== PresentationContextResult.Accept || pc.getAbstractSyntaxUid() !== sopClassUid || !ts) return undefined;
+      const accepted = this.acceptedContext(pcId);
+      if (!accepted || accepted.pc.getAbstractSyntaxUid() !== sopClassUid) return undefined;
+      const ts = accepted.transferSyntaxUid;
       return (bytes) => {
         let identifier = decodeIdentifier(bytes, ts);
         if (!identifier) {
