@@ -19,6 +19,7 @@ import { openDb, type Db } from '@portico/db';
 import { corpusDir, createTestDatabase, freePort, run, syntheticInstance, syntheticStream, testUid, uniqueId } from '@portico/testing';
 import { startDimseServer, type DimseServer } from './scp.ts';
 import { StoreScu, datasetOffset } from './store-scu.ts';
+import { rqPdu } from './test-support.ts';
 
 const log = createLogger({ service: 'dimse-test', level: 'silent' });
 
@@ -88,6 +89,39 @@ describe('DIMSE SCP with dcmtk peers', () => {
     expect(ac).toMatch(new RegExp(`Their Implementation Class UID:\\s+${PORTICO_IMPLEMENTATION_CLASS_UID.replaceAll('.', '\\.')}\\s`));
     expect(ac).toMatch(new RegExp(`Their Implementation Version Name:\\s+${PORTICO_IMPLEMENTATION_VERSION_NAME}\\s`));
     expect(ac).toMatch(/Their Max PDU Receive Size:\s+524288\s/);
+  });
+
+  /** Sends one PDU on a fresh connection and collects what comes back until the SCP closes or 2 s pass. */
+  const exchange = (pdu: Buffer): Promise<{ reply: Buffer; closed: boolean }> =>
+    new Promise((resolve) => {
+      const chunks: Buffer[] = [];
+      const s = net.connect(server.port, '127.0.0.1', () => s.write(pdu));
+      const done = (closed: boolean): void => {
+        clearTimeout(timer);
+        s.destroy();
+        resolve({ reply: Buffer.concat(chunks), closed });
+      };
+      const timer = setTimeout(() => done(false), 2000);
+      s.on('data', (c: Buffer) => chunks.push(c));
+      s.on('close', () => done(true));
+      s.on('error', () => undefined);
+    });
+
+  it('answers an A-ASSOCIATE-RQ it cannot honour with the standard reject, and an unreadable one with an A-ABORT', async () => {
+    // PS3.8 Table 9-21: a foreign application context is rejected permanently by the service user, reason 2.
+    const foreign = await exchange(rqPdu({ appContext: '1.2.3.4.5' }));
+    expect([...foreign.reply]).toEqual([0x03, 0, 0, 0, 0, 4, 0, 1, 1, 2]);
+    // Protocol version without bit 0: rejected by the ACSE service provider, protocol version not supported.
+    const version = await exchange(rqPdu({ version: 2 }));
+    expect([...version.reply]).toEqual([0x03, 0, 0, 0, 0, 4, 0, 1, 2, 2]);
+    // An item that runs past the PDU: A-ABORT, service provider, invalid PDU parameter value; then closed.
+    const bad = rqPdu();
+    bad.writeUInt16BE(0xfff0, 74 + 2);
+    const aborted = await exchange(bad);
+    expect([...aborted.reply]).toEqual([0x07, 0, 0, 0, 0, 4, 0, 0, 2, 6]);
+    expect(aborted.closed).toBe(true);
+    // The SCP still serves the next association.
+    expect((await run('echoscu', ['-aec', 'PORTICO', '127.0.0.1', String(server.port)])).code).toBe(0);
   });
 
   it('stages the exact data set bytes behind a correct File Meta group and enqueues one ingest job', async () => {

@@ -33,6 +33,18 @@ import { PduReader } from './pdu-reader.ts';
 import { dimseMessagePdus, encodeCommandSet } from './command-set.ts';
 import { decodeIdentifier, encodeIdentifier } from './identifier.ts';
 import { PDataRouter, type DimseCommand } from './p-data.ts';
+import {
+  A_ASSOCIATE_RQ,
+  A_RELEASE_RP,
+  A_RELEASE_RQ,
+  DICOM_APPLICATION_CONTEXT,
+  encodeAbort,
+  encodeAssociateAc,
+  encodeAssociateRj,
+  parseAssociateRq,
+  toDimseAssociation,
+  type AssociateRq,
+} from './association.ts';
 import { PORTICO_IMPLEMENTATION_CLASS_UID, PORTICO_IMPLEMENTATION_VERSION_NAME } from '@portico/dicom';
 
 const { Scp, Dataset, log: dimseLog } = dimse;
@@ -154,7 +166,14 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
   class PorticoScp extends Scp {
     association: DimseAssociation | undefined;
     readonly assocId = randomUUID().slice(0, 8);
-    alog: Logger = log.child({ assocId: this.assocId });
+    /** The association's logger, made on first use (a pino child costs ~30 µs; most associations log nothing at warn). */
+    private alogBindings: Record<string, string> = { assocId: this.assocId };
+    private alogChild: Logger | undefined;
+    get alog(): Logger {
+      return (this.alogChild ??= log.child(this.alogBindings));
+    }
+    /** What the requester asked for in its A-ASSOCIATE-RQ (read in onAssociateRq). */
+    rq: AssociateRq | undefined;
     readonly sock: net.Socket;
     /** The raw C-STORE receive path (p-data.ts); every other P-DATA-TF goes on to dcmjs-dimse. */
     readonly router: PDataRouter;
@@ -217,8 +236,16 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
           this.router.onPData(pdu);
           return;
         }
+        if (type === A_ASSOCIATE_RQ) {
+          this.onAssociateRq(pdu);
+          return;
+        }
         // A-RELEASE-RQ or A-ABORT in the middle of a data set: the partial object is dropped.
-        if (type === 0x05 || type === 0x07) this.router.close('association ended during C-STORE');
+        if (type === A_RELEASE_RQ || type === 0x07) this.router.close('association ended during C-STORE');
+        if (type === A_RELEASE_RQ && this.association) {
+          this.associationReleaseRequested();
+          return;
+        }
         void internals._processPdu(pdu);
       };
       const reader = new PduReader(
@@ -409,35 +436,85 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       )
         .then((outcome) => {
           this.cancelled.delete(messageId);
-          const ms = Math.round(performance.now() - started);
-          // Keys and values of the identifier are patient data: only the outcome is logged.
-          this.alog.info({ model, matches: outcome.matches, status: `0x${outcome.status.toString(16)}`, ms }, 'C-FIND done');
           send(outcome.status, undefined, 'errorComment' in outcome ? outcome.errorComment : undefined);
+          // Keys and values of the identifier are patient data: only the outcome is logged.
+          if (log.isLevelEnabled('info')) {
+            const ms = Math.round(performance.now() - started);
+            this.alog.info({ model, matches: outcome.matches, status: `0x${outcome.status.toString(16)}`, ms }, 'C-FIND done');
+          }
         })
         .catch((err: unknown) => this.alog.error({ err: (err as Error).message }, 'C-FIND response could not be sent'));
+    }
+
+    /** Writes a PDU of the association's own (A-ASSOCIATE-AC/RJ, A-RELEASE-RP) straight to the socket. */
+    sendRawPdu(pdu: Buffer): void {
+      if (this.sock.destroyed || !this.sock.writable) return;
+      this.sock.write(pdu);
+      (this as unknown as DimseNetworkInternals).statistics.addBytesSent(pdu.length);
+    }
+
+    /** A-ASSOCIATE-RJ (PS3.8 Table 9-21). */
+    reject(result: number, source: number, reason: number): void {
+      this.sendRawPdu(encodeAssociateRj(result, source, reason));
+    }
+
+    /**
+     * An A-ASSOCIATE-RQ, read here (association.ts) rather than by dcmjs-dimse. A second one on an
+     * established association, or one that cannot be read, is answered with an A-ABORT (PS3.8 §9.3.8,
+     * service provider, unexpected / invalid PDU parameter).
+     */
+    onAssociateRq(pdu: Buffer): void {
+      let rq: AssociateRq;
+      try {
+        if (this.association) throw new Error('A-ASSOCIATE-RQ on an established association');
+        rq = parseAssociateRq(pdu);
+      } catch (err) {
+        this.alog.warn({ err: (err as Error).message }, 'association aborted: unreadable or unexpected A-ASSOCIATE-RQ');
+        this.sendRawPdu(encodeAbort(AbortSource.ServiceProvider, this.association ? AbortReason.UnexpectedPdu : AbortReason.InvalidPduParameter));
+        this.sock.destroy();
+        return;
+      }
+      this.rq = rq;
+      const internals = this as unknown as { association: DimseAssociation; logId: string };
+      if ((rq.protocolVersion & 1) === 0) {
+        this.alog.warn({ protocolVersion: rq.protocolVersion }, 'association rejected: protocol version not supported');
+        // PS3.8 Table 9-21: permanent, service-provider (ACSE), protocol-version-not-supported.
+        this.reject(RejectResult.Permanent, RejectSource.ServiceProviderAcse, RejectReason.ProtocolVersionNotSupported);
+        return;
+      }
+      if (rq.applicationContextName !== DICOM_APPLICATION_CONTEXT) {
+        this.alog.warn('association rejected: application context name not supported');
+        this.reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.ApplicationContextNotSupported);
+        return;
+      }
+      const association = toDimseAssociation(rq);
+      internals.association = association;
+      internals.logId = rq.callingAeTitle;
+      this.associationRequested(association);
     }
 
     override associationRequested(association: DimseAssociation): void {
       this.association = association;
       const callingAet = association.getCallingAeTitle().trim();
       const calledAet = association.getCalledAeTitle().trim();
-      this.alog = log.child({ assocId: this.assocId, callingAet, calledAet });
+      this.alogBindings = { assocId: this.assocId, callingAet, calledAet };
+      this.alogChild = undefined;
       if (sockets.size > config.dimse.maxAssociations) {
         this.alog.warn({ limit: config.dimse.maxAssociations }, 'association rejected: limit reached');
         // PS3.8 Table 9-21: transient, service-provider (presentation), local-limit-exceeded.
-        this.sendAssociationReject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded);
+        this.reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded);
         return;
       }
       const node = findNode(nodes, callingAet);
       if (!node && !deps.allowUnknownAe) {
         this.alog.warn('association rejected: calling AE title not a known node');
         // PS3.8 Table 9-21: permanent, service-user, calling-AE-title-not-recognized.
-        this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeNotRecognized);
+        this.reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeNotRecognized);
         return;
       }
       if ((perAe.get(callingAet) ?? 0) >= config.dimse.maxAssociationsPerAe) {
         this.alog.warn({ limit: config.dimse.maxAssociationsPerAe }, 'association rejected: per-AE limit reached');
-        this.sendAssociationReject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded);
+        this.reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded);
         return;
       }
       perAe.set(callingAet, (perAe.get(callingAet) ?? 0) + 1);
@@ -445,7 +522,7 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       if (config.dimse.checkCalledAeTitle && calledAet !== config.dimse.aeTitle) {
         this.alog.warn('association rejected: called AE title not recognised');
         // PS3.8 Table 9-21: permanent, service-user, called-AE-title-not-recognized.
-        this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CalledAeNotRecognized);
+        this.reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CalledAeNotRecognized);
         return;
       }
       let accepted = 0;
@@ -472,14 +549,24 @@ export async function startDimseServer(deps: DimseDeps): Promise<DimseServer> {
       // kept for what we send, ours goes into the A-ASSOCIATE-AC.
       this.peerMaxPdu = association.getMaxPduLength();
       association.setMaxPduLength(config.dimse.maxPduLength);
-      this.alog.info({ contexts: association.getPresentationContexts().length, accepted }, 'association accepted');
-      this.sendAssociationAccept();
+      const results = association.getPresentationContexts().map(({ id }) => {
+        const pc = association.getPresentationContext(id);
+        return { id, result: pc.getResult(), transferSyntaxUid: pc.getAcceptedTransferSyntaxUid() };
+      });
+      this.sendRawPdu(
+        encodeAssociateAc(this.rq!, results, {
+          maxPduLength: config.dimse.maxPduLength,
+          implementationClassUid: PORTICO_IMPLEMENTATION_CLASS_UID,
+          implementationVersionName: PORTICO_IMPLEMENTATION_VERSION_NAME,
+        }),
+      );
+      if (log.isLevelEnabled('info')) this.alog.info({ contexts: results.length, accepted }, 'association accepted');
     }
 
     override associationReleaseRequested(): void {
       this.released = true;
-      this.alog.info('association released');
-      this.sendAssociationReleaseResponse();
+      this.sendRawPdu(A_RELEASE_RP);
+      if (log.isLevelEnabled('info')) this.alog.info('association released');
     }
 
     override cEchoRequest(request: CEchoRequest, callback: (response: InstanceType<typeof CEchoResponse>) => void): void {
