@@ -59,6 +59,9 @@ export async function buildApp(deps: DicomwebDeps): Promise<FastifyInstance> {
       // (the plugin's default on 2 cores is 8 KiB; 25 studies are 11.5 KiB).
       syncThreshold: 64 * 1024,
       encodings: ['gzip', 'deflate'],
+      // Level 3 instead of zlib's 6: a 25-study QIDO page (18 KiB of JSON) takes 47 instead of 108 µs to
+      // compress for 2.6 instead of 2.3 KiB on the wire; the client inflates either in ~35 µs.
+      zlibOptions: { level: 3 },
       // JSON and the viewer's text assets; never DICOM, multipart bodies or images (incompressible or huge).
       customTypes: /^(application\/(dicom\+json|json|problem\+json|javascript)|text\/)/,
     });
