@@ -1,4 +1,4 @@
-export { startExport, reconcileExports, retryPolicy, type ExportDeps, type ExportService } from './main.ts';
+export { startExport, reconcileExports, type ExportDeps, type ExportService } from './main.ts';
 export { loadDestinations, startDestinationRegistry, deliveryLimits, type Destination, type DestinationRegistry } from './destinations.ts';
 export { DimseSender, proposalsFor } from './dimse-sender.ts';
 export { classifyStoreStatus, type SendResult } from './outcome.ts';

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { PorticoConfig } from '@portico/config';
 import { expireCommitments, findStrandedExports, type Db } from '@portico/db';
-import type { JobQueues, JobWorkers } from '@portico/jobs';
+import { exportRetryPolicy, type JobQueues, type JobWorkers } from '@portico/jobs';
 import type { Logger } from '@portico/logging';
 import type { ObjectStore } from '@portico/storage';
 import { deliveryLimits, startDestinationRegistry, type Destination, type DestinationRegistry } from './destinations.ts';
@@ -32,10 +32,6 @@ export interface ExportService {
   close(): Promise<void>;
 }
 
-export function retryPolicy(config: PorticoConfig): { attempts: number; backoffMs: number } {
-  return { attempts: config.export.maxAttempts, backoffMs: config.export.backoffMs };
-}
-
 /**
  * Re-enqueues unfinished deliveries whose job may be gone (ids are stable: a job that exists is left
  * alone), and records storage commitment requests left unanswered past their timeout.
@@ -45,7 +41,7 @@ export async function reconcileExports(db: Db, queues: JobQueues, config: Portic
   if (expired > 0) log.warn({ count: expired, timeoutMs: config.export.commitmentTimeoutMs }, 'storage commitment: no report within the timeout');
   const stranded = await findStrandedExports(db, config.export.reconcileAfterMs);
   if (stranded.length === 0) return 0;
-  await queues.enqueueExports(stranded, retryPolicy(config));
+  await queues.enqueueExports(stranded, exportRetryPolicy(config));
   log.info({ count: stranded.length }, 'export reconciler re-enqueued unfinished deliveries');
   return stranded.length;
 }
@@ -68,7 +64,7 @@ export async function startExport(deps: ExportDeps): Promise<ExportService> {
     tls,
     associationWaitMs: config.export.commitmentAssociationWaitMs,
     maxResends: config.export.commitmentMaxResends,
-    retry: retryPolicy(config),
+    retry: exportRetryPolicy(config),
   });
   const dimse = new DimseSender({
     store: deps.store,

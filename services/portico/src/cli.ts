@@ -18,10 +18,11 @@ import {
 import { routeDestinations } from '@portico/routing';
 import { createLogger, runShutdown, type Logger } from '@portico/logging';
 import { openDb, migrate } from '@portico/db';
-import { startDimseServer } from '@portico/dimse';
-import { startDicomweb } from '@portico/dicomweb';
-import { startWorker, fileRouter, type FileRouter } from '@portico/worker';
-import { startExport, retryPolicy } from '@portico/export';
+// The roles' packages are loaded by the role that runs them (runRole): a cluster role then does not carry
+// the others' dependencies (the dicomweb role has no use for dcmjs-dimse and its codecs, the dimse role
+// none for Fastify).
+import type { FileRouter } from '@portico/worker';
+import { exportRetryPolicy } from '@portico/jobs';
 import { openBackends } from './backends.ts';
 import { COMMANDS, COMMANDS_HELP, runCommand, type Command } from './commands.ts';
 
@@ -166,10 +167,12 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
     // Start consumers first and edges last, so nothing is accepted before it can be processed;
     // shutdown runs the other way round (edges stop accepting first).
     if (role === 'standalone' || role === 'export') {
+      const { startExport } = await import('@portico/export');
       const exporter = await startExport({ config, log, db: backends.db, store: backends.store, queues: backends.queues });
       steps.unshift(['export', () => exporter.close()]);
     }
     if (role === 'standalone' || role === 'worker') {
+      const { startWorker, fileRouter } = await import('@portico/worker');
       let routes: FileRouter | undefined;
       if (config.export.routesFile) {
         // An invalid routes file at start stops the start: there are no earlier rules to keep.
@@ -187,11 +190,12 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
         log,
         concurrency: config.queue.workerConcurrency,
         reconcile: { intervalMs: config.queue.reconcileIntervalMs, olderThanMs: config.queue.reconcileAfterMs },
-        ...(routes ? { routing: { router: routes.router, policy: retryPolicy(config) } } : {}),
+        ...(routes ? { routing: { router: routes.router, policy: exportRetryPolicy(config) } } : {}),
       });
       steps.unshift(['worker', () => workers.close()]);
     }
     if (role === 'standalone' || role === 'dicomweb') {
+      const { startDicomweb } = await import('@portico/dicomweb');
       const web = await startDicomweb({
         config,
         log,
@@ -203,6 +207,7 @@ async function runRole(role: Exclude<Role, 'migrate'>, config: PorticoConfig, lo
       steps.unshift(['dicomweb', () => web.close()]);
     }
     if (role === 'standalone' || role === 'dimse') {
+      const { startDimseServer } = await import('@portico/dimse');
       const scp = await startDimseServer({
         config,
         log,

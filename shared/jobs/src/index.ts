@@ -10,6 +10,7 @@
  */
 import { Queue, Worker, UnrecoverableError, withBackend, createPostgresBackend, type Job, type JobsOptions } from 'bullmq';
 import type { Logger } from '@portico/logging';
+import type { PorticoConfig } from '@portico/config';
 
 export { UnrecoverableError } from 'bullmq';
 
@@ -83,6 +84,11 @@ export interface ExportRetryPolicy {
   readonly attempts: number;
   /** First retry delay; doubles each time, with up to 50% jitter. */
   readonly backoffMs: number;
+}
+
+/** The retry policy of export deliveries, from the configuration (the worker enqueues them, the export role retries). */
+export function exportRetryPolicy(config: PorticoConfig): ExportRetryPolicy {
+  return { attempts: config.export.maxAttempts, backoffMs: config.export.backoffMs };
 }
 
 export function assertHandlers(handlers: Partial<Record<JobName, unknown>>, needed: readonly JobName[]): void {
