@@ -77,6 +77,18 @@ describe('ingest-instance', () => {
     expect(await store.stat(first.stagingKey)).toBeNull();
     const name = await db.query<{ patient_name: string }>('SELECT patient_name FROM study WHERE study_instance_uid = $1', [study]);
     expect(name.rows[0]!.patient_name).toBe('Second^Copy');
+    // The audit trail: one 'stored' event for the indexed copy, none for the stale one; a third copy,
+    // received last, is recorded as a replacement.
+    const third = await stage(sop, { patientName: 'Third^Copy' }, new Date(Date.now() + 1000));
+    expect(await ingestInstance({ db, store, log }, third)).toBe('replaced');
+    const events = await db.query<{ detail: { source: string; replaced: boolean } }>(
+      "SELECT detail FROM event WHERE kind = 'stored' AND sop_instance_uid = $1 ORDER BY event_pk",
+      [sop],
+    );
+    expect(events.rows.map((r) => [r.detail.source, r.detail.replaced])).toEqual([
+      ['dimse', false],
+      ['dimse', true],
+    ]);
   });
 
   it('rewrites study and series rows only when a value changed; a re-sent instance may move series', async () => {
