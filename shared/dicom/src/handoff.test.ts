@@ -55,13 +55,16 @@ describe('ParsedHeaderHandoff', () => {
     expect(h.take('staging/c.dcm', 151)?.parsed.sopInstanceUid).toBe('1.3');
   });
 
-  it('keeps at most maxEntries, evicting the oldest', () => {
+  it('keeps at most maxEntries: when full, the oldest (taken next by a FIFO worker) stay and new offers are left out', () => {
     const h = opened({ maxEntries: 3 });
     for (let i = 0; i < 5; i++) h.offer(`staging/${i}.dcm`, parsed(`1.${i}`), i, i);
     expect(h.size).toBe(3);
-    expect(h.take('staging/0.dcm', 5)).toBeUndefined();
-    expect(h.take('staging/1.dcm', 5)).toBeUndefined();
-    expect(h.take('staging/4.dcm', 5)?.size).toBe(4);
+    expect(h.take('staging/0.dcm', 5)?.size).toBe(0);
+    expect(h.take('staging/3.dcm', 5)).toBeUndefined();
+    expect(h.take('staging/4.dcm', 5)).toBeUndefined();
+    // A take frees a place for the next offer.
+    h.offer('staging/5.dcm', parsed('1.5'), 5, 5);
+    expect(h.take('staging/5.dcm', 5)?.size).toBe(5);
   });
 
   it('withdraws an entry whose acknowledgement was refused', () => {

@@ -9,8 +9,9 @@
  * and the job takes it instead of parsing again. In the cluster shape the job runs elsewhere, finds
  * nothing, and parses the object as before: this is an optimisation, never a source of truth.
  *
- * Bounded: at most {@link MAX_ENTRIES} entries, each dropped after {@link MAX_AGE_MS}; a worker that is
- * far behind (a backlog after an outage) parses from the object store, as it must anyway after a restart.
+ * Bounded: at most {@link MAX_ENTRIES} entries (offers beyond are not kept), each dropped after
+ * {@link MAX_AGE_MS}; a worker that is far behind (a backlog after an outage) parses from the object
+ * store, as it must anyway after a restart.
  * The byte count is checked against the stored object's size by the taker.
  */
 import type { ParsedInstance } from './parse-instance.ts';
@@ -51,8 +52,11 @@ export class ParsedHeaderHandoff {
   offer(stagingKey: string, parsed: ParsedInstance, size: number, now = Date.now()): void {
     if (this.takers === 0) return;
     this.expire(now);
-    // Map order is insertion order: the first key is the oldest entry.
-    while (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    // Full: the new entry is the one left out. The worker takes jobs oldest first, so evicting the oldest
+    // entry threw away the next one it needed: while receptions outpaced indexing (STOW-RS, 4 requests of 50
+    // instances in flight) the kept entries ran ahead of the worker and half the jobs re-parsed their object
+    // (600 of 1200 in a test run).
+    if (this.entries.size >= this.maxEntries) return;
     this.entries.set(stagingKey, { parsed, size, at: now });
   }
 
