@@ -4,8 +4,8 @@
  *
  * dcmjs-dimse reads an A-ASSOCIATE-RQ through a SmartBuffer, builds its log line (the association's
  * `toString`, every context with its UID names) whether logging is on or not, hands it on through an
- * async event emitter, and writes the A-ASSOCIATE-AC the same way. That is most of what an association
- * costs Portico besides the socket itself, and a `findscu` or `echoscu` run is one association: the
+ * async event emitter, and writes the A-ASSOCIATE-AC the same way: ~0.1 ms of the ~0.35 ms from request
+ * to answer here (tcpdump on loopback), and a `findscu` or `echoscu` run is one association: the
  * C-FIND-per-findscu benchmark of issue 4 measures little else. The SCP (scp.ts) reads the request here,
  * decides the contexts as before on a dcmjs-dimse `Association` built from it (the rest of dcmjs-dimse
  * keeps using that object), and writes the answer here.
