@@ -17,7 +17,7 @@ export const EXPLICIT = '1.2.840.10008.1.2.1';
 export const IMPLICIT = '1.2.840.10008.1.2';
 
 /** Item: type, reserved, 16-bit length, body. */
-export function item(type: number, ...body: Buffer[]): Buffer {
+function item(type: number, ...body: Buffer[]): Buffer {
   const b = Buffer.concat(body);
   const head = Buffer.from([type, 0, 0, 0]);
   head.writeUInt16BE(b.length, 2);
@@ -33,7 +33,7 @@ const u32 = (v: number): Buffer => {
 const ae = (s: string): Buffer => ascii(s.padEnd(16, ' '));
 
 /** An A-ASSOCIATE-RQ as dcmtk writes one (UIDs NUL-padded to even length where odd). */
-export function rqPdu(opts: { version?: number; appContext?: string; userItems?: Buffer[]; contexts?: Buffer[] } = {}): Buffer {
+export function rqPdu(opts: { version?: number; appContext?: string } = {}): Buffer {
   const body = Buffer.concat([
     u16(opts.version ?? 1),
     u16(0),
@@ -41,21 +41,17 @@ export function rqPdu(opts: { version?: number; appContext?: string; userItems?:
     ae('FINDSCU'),
     Buffer.alloc(32),
     item(0x10, ascii(opts.appContext ?? '1.2.840.10008.3.1.1.1\0')),
-    ...(opts.contexts ?? [
-      item(0x20, Buffer.from([1, 0, 0, 0]), item(0x30, ascii(FIND + '\0')), item(0x40, ascii(EXPLICIT + '\0')), item(0x40, ascii(IMPLICIT))),
-      item(0x20, Buffer.from([3, 0, 0, 0]), item(0x30, ascii(CT)), item(0x40, ascii(IMPLICIT))),
-    ]),
+    item(0x20, Buffer.from([1, 0, 0, 0]), item(0x30, ascii(FIND + '\0')), item(0x40, ascii(EXPLICIT + '\0')), item(0x40, ascii(IMPLICIT))),
+    item(0x20, Buffer.from([3, 0, 0, 0]), item(0x30, ascii(CT)), item(0x40, ascii(IMPLICIT))),
     item(
       0x50,
-      ...(opts.userItems ?? [
-        item(0x51, u32(16384)),
-        item(0x52, ascii('1.2.276.0.7230010.3.0.3.6.7')),
-        item(0x53, u16(4), u16(2)),
-        item(0x54, u16(CT.length), ascii(CT), Buffer.from([0, 1])),
-        item(0x54, u16(7), ascii('1.2.3.4'), Buffer.from([1, 1])),
-        item(0x55, ascii('OFFIS_DCMTK_367')),
-        item(0x58, Buffer.from([2, 1]), u16(4), ascii('user'), u16(6), ascii('secret')),
-      ]),
+      item(0x51, u32(16384)),
+      item(0x52, ascii('1.2.276.0.7230010.3.0.3.6.7')),
+      item(0x53, u16(4), u16(2)),
+      item(0x54, u16(CT.length), ascii(CT), Buffer.from([0, 1])),
+      item(0x54, u16(7), ascii('1.2.3.4'), Buffer.from([1, 1])),
+      item(0x55, ascii('OFFIS_DCMTK_367')),
+      item(0x58, Buffer.from([2, 1]), u16(4), ascii('user'), u16(6), ascii('secret')),
     ),
   ]);
   const head = Buffer.from([0x01, 0, 0, 0, 0, 0]);
