@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { freePort } from './net.ts';
@@ -37,5 +38,12 @@ describe('freePort', () => {
       server.listen(port, '127.0.0.1', resolve);
     });
     await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('gives distinct ports below the ephemeral range, where no outgoing connection can take them', async () => {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'latin1').trim().split(/\s+/)[0]);
+    const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));
+    expect(new Set(ports).size).toBe(20);
+    for (const port of ports) expect(port).toBeLessThan(low);
   });
 });
