@@ -1,21 +1,20 @@
 /**
- * The ingest queue on BullMQ's PostgreSQL backend (standalone's queue): every enqueued job reaches the
- * handler, and the wake-up coalescing of shared/jobs is in force (it wraps a private BullMQ method, so a
- * BullMQ upgrade that renames it must fail here rather than silently cost CPU per instance), and so is
- * the muted event stream.
+ * The ingest queue of the PostgreSQL backend (standalone's queue, shared/jobs/src/pg-ingest.ts), against a
+ * real PostgreSQL: jobs enqueued in this process are handed over in order and their rows deleted once done;
+ * jobs of another process arrive by NOTIFY; rows of a dead process are taken over; failures are retried
+ * with backoff or kept as failed; a graceful stop gives back what it had claimed but not started.
  */
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@portico/logging';
-import { openJobQueues, type IngestInstancePayload, type JobQueues } from '@portico/jobs';
+import { openJobQueues, UnrecoverableError, type IngestHandler, type IngestInstancePayload, type JobQueues } from '@portico/jobs';
 import { createTestDatabase, uniqueId } from '@portico/testing';
 import { openDb, type Db } from '@portico/db';
 
 describe('ingest queue on the PostgreSQL backend', () => {
   let drop: () => Promise<void>;
-  let queues: JobQueues;
+  let url: string;
   let db: Db;
-  let schema: string;
   const lines: string[] = [];
   const log = createLogger({
     service: 'ingest-queue-test',
@@ -27,47 +26,171 @@ describe('ingest queue on the PostgreSQL backend', () => {
       },
     }),
   });
+  const open: JobQueues[] = [];
+  /** A queue set on a schema of its own (or a given one, to share it between two "processes"). */
+  const queuesOn = async (schema: string): Promise<JobQueues> => {
+    const q = await openJobQueues({ kind: 'postgres', url, schema }, log);
+    open.push(q);
+    return q;
+  };
+  const newSchema = (): string => uniqueId('q').replace(/[^a-z0-9_]/g, '_');
+  const payload = (i: number): IngestInstancePayload => ({
+    stagingKey: `staging/${uniqueId('job')}-${i}.dcm`,
+    sopInstanceUid: `1.2.3.${i}`,
+    source: 'dimse',
+    receivedAt: new Date().toISOString(),
+  });
+  /** A handler that records staging keys and resolves `all` once n were seen. */
+  const collector = (n: number): { seen: string[]; all: Promise<void>; handler: IngestHandler } => {
+    const seen: string[] = [];
+    let done!: () => void;
+    const all = new Promise<void>((resolve) => (done = resolve));
+    return {
+      seen,
+      all,
+      handler: async (p) => {
+        seen.push(p.stagingKey);
+        if (seen.length === n) done();
+      },
+    };
+  };
+  const rows = async (schema: string): Promise<Array<{ id: string; owner: string | null; attempts: number; failed: boolean }>> =>
+    (
+      await db.query<{ id: string; owner: string | null; attempts: number; failed: boolean }>(
+        `SELECT id, owner, attempts, failed_at IS NOT NULL AS failed FROM ${schema}.portico_ingest_job ORDER BY seq`,
+      )
+    ).rows;
+  const until = async (what: string, ok: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> => {
+    const end = Date.now() + timeoutMs;
+    while (!(await ok())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
 
   beforeAll(async () => {
     const t = await createTestDatabase();
     drop = t.drop;
-    schema = uniqueId('q').replace(/-/g, '_');
-    queues = await openJobQueues({ kind: 'postgres', url: t.url, schema }, log);
+    url = t.url;
     db = openDb(t.url);
   });
   afterAll(async () => {
-    await queues?.close();
+    for (const q of open) await q.close().catch(() => undefined);
     await db?.close();
     await drop?.();
   });
 
-  it('hands every job to the handler, woken once for a burst', async () => {
-    const seen: string[] = [];
-    let done!: () => void;
-    const all = new Promise<void>((resolve) => (done = resolve));
-    const workers = await queues.startIngestWorker(
-      async (p) => {
-        seen.push(p.stagingKey);
-        if (seen.length === 12) done();
-      },
-      { concurrency: 4, log },
-    );
+  it('hands jobs enqueued in this process over in order, once each, and deletes them when done', async () => {
+    const schema = newSchema();
+    const queues = await queuesOn(schema);
+    const c = collector(12);
+    const workers = await queues.startIngestWorker(c.handler, { concurrency: 1, log });
     try {
-      const payloads: IngestInstancePayload[] = Array.from({ length: 12 }, (_, i) => ({
-        stagingKey: `staging/${uniqueId('job')}-${i}.dcm`,
-        sopInstanceUid: `1.2.3.${i}`,
-        source: 'dimse',
-        receivedAt: new Date().toISOString(),
-      }));
+      const payloads = Array.from({ length: 12 }, (_, i) => payload(i));
       for (const p of payloads) await queues.enqueueIngest(p);
-      await all;
-      expect(seen.sort()).toEqual(payloads.map((p) => p.stagingKey).sort());
-      expect(lines.filter((l) => l.includes('not coalesced'))).toEqual([]);
-      // The event stream is off (nothing consumes it): no row per job state change.
+      // the same job again (a reconciler pass over a queued object) is not a second job
+      await queues.enqueueIngest(payloads[11]!);
+      await c.all;
+      expect(c.seen).toEqual(payloads.map((p) => p.stagingKey));
+      await until('completed rows deleted', async () => (await rows(schema)).length === 0);
+      expect(await queues.counts()).toMatchObject({ waiting: 0, active: 0, delayed: 0, failed: 0 });
+      // BullMQ's tables (export queues) exist and their event stream is off: nothing consumes it
       const events = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.event`);
       expect(events.rows[0]!.n).toBe('0');
     } finally {
       await workers.close();
+    }
+    expect(c.seen).toHaveLength(12);
+  });
+
+  it('runs jobs another process enqueued (woken by NOTIFY, not the poll) and takes over a dead process’s rows', async () => {
+    const schema = newSchema();
+    const producer = await queuesOn(schema);
+    const consumer = await queuesOn(schema);
+    const c = collector(3);
+    const workers = await consumer.startIngestWorker(c.handler, { concurrency: 2, log });
+    try {
+      // a row claimed by a session that no longer exists: the process died while it held it
+      const orphan = payload(0);
+      await producer.enqueueIngest(payload(1));
+      await db.query(`INSERT INTO ${schema}.portico_ingest_job (id, payload, owner, attempts) VALUES ($1, $2, '999999:0', 1)`, [
+        'ingest-instance.orphan',
+        JSON.stringify(orphan),
+      ]);
+      const started = Date.now();
+      await producer.enqueueIngest(payload(2));
+      await c.all;
+      expect(Date.now() - started).toBeLessThan(900);
+      expect(c.seen).toContain(orphan.stagingKey);
+      await until('rows deleted', async () => (await rows(schema)).length === 0);
+    } finally {
+      await workers.close();
+    }
+  });
+
+  it('retries a failing job with backoff, and keeps a job that cannot succeed as failed', async () => {
+    const schema = newSchema();
+    const queues = await queuesOn(schema);
+    const attempts: Record<string, number[]> = {};
+    const flaky = payload(1);
+    const broken = payload(2);
+    const workers = await queues.startIngestWorker(
+      async (p, ctx) => {
+        (attempts[p.stagingKey] ??= []).push(ctx.attempt);
+        if (p.stagingKey === broken.stagingKey) throw new UnrecoverableError('not DICOM');
+        if (ctx.attempt === 1) throw new Error('database down');
+      },
+      { concurrency: 2, log },
+    );
+    try {
+      await queues.enqueueIngest(flaky);
+      await queues.enqueueIngest(broken);
+      await until('the flaky job done', async () => (await rows(schema)).every((r) => r.failed));
+      expect(attempts[flaky.stagingKey]).toEqual([1, 2]);
+      expect(attempts[broken.stagingKey]).toEqual([1]);
+      expect(await rows(schema)).toEqual([expect.objectContaining({ failed: true, owner: null })]);
+      expect(await queues.counts()).toMatchObject({ waiting: 0, active: 0, failed: 1 });
+      expect(lines.some((l) => l.includes('database down'))).toBe(true);
+    } finally {
+      await workers.close();
+    }
+  });
+
+  it('gives back at a graceful stop the jobs it had claimed but not started; the next worker runs them', async () => {
+    const schema = newSchema();
+    const queues = await queuesOn(schema);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const running = new Promise<void>((resolve) => (entered = resolve));
+    const first: string[] = [];
+    const workers = await queues.startIngestWorker(
+      async (p) => {
+        first.push(p.stagingKey);
+        entered();
+        await gate;
+      },
+      { concurrency: 1, log },
+    );
+    const payloads = [payload(1), payload(2), payload(3)];
+    for (const p of payloads) await queues.enqueueIngest(p);
+    await running;
+    const closing = workers.close();
+    release();
+    await closing;
+    expect(first).toEqual([payloads[0]!.stagingKey]);
+    expect((await rows(schema)).map((r) => ({ owner: r.owner, attempts: r.attempts }))).toEqual([
+      { owner: null, attempts: 0 },
+      { owner: null, attempts: 0 },
+    ]);
+    expect(await queues.counts()).toMatchObject({ waiting: 2, active: 0 });
+    const c = collector(2);
+    const again = await queues.startIngestWorker(c.handler, { concurrency: 1, log });
+    try {
+      await c.all;
+      expect(c.seen).toEqual([payloads[1]!.stagingKey, payloads[2]!.stagingKey]);
+    } finally {
+      await again.close();
     }
   });
 });

@@ -4,13 +4,15 @@
  * Each job is defined once ({@link JOBS}): its queue, default options and idempotency key. Payloads
  * carry keys, UIDs and a W3C traceparent — never attribute values — so a queue dump reveals no patient.
  *
- * Backends: BullMQ on Redis (cluster) or BullMQ's PostgreSQL backend in the index database (standalone;
- * no Redis). The producer side fails fast when the backend is unreachable (no offline queue), because
- * the DIMSE and STOW-RS edges must answer "out of resources" rather than hang or acknowledge.
+ * Backends: BullMQ on Redis (cluster), or PostgreSQL (standalone; no Redis): the ingest queue is a table
+ * of our own there (pg-ingest.ts says why), the export queues BullMQ's PostgreSQL backend. The producer
+ * side fails fast when the backend is unreachable (no offline queue), because the DIMSE and STOW-RS edges
+ * must answer "out of resources" rather than hang or acknowledge.
  */
 import { Queue, Worker, UnrecoverableError, withBackend, createPostgresBackend, type Job, type JobsOptions } from 'bullmq';
 import type { Logger } from '@portico/logging';
 import type { PorticoConfig } from '@portico/config';
+import { openIngestQueue, type IngestQueue } from './pg-ingest.ts';
 
 export { UnrecoverableError } from 'bullmq';
 
@@ -151,16 +153,6 @@ export interface JobQueues {
 const ENQUEUE_TIMEOUT_MS = 5000;
 
 /**
- * How long an idle ingest worker on the PostgreSQL backend waits, once woken by a new job, before it claims:
- * the jobs that arrive meanwhile are then claimed and finished in a chain (BullMQ fuses "finish" with
- * "claim the next") instead of each paying for a wake-up. A woken worker that finds the queue empty again
- * runs five statements before it blocks (claim, no-job signal, next delay, has-waiting probe, and the
- * failed fetch of its completion): measured with pg_stat_statements, 300 instances over one association,
- * that was more PostgreSQL time than the index upsert itself. Latency to "queryable" grows by this much.
- */
-const INGEST_COALESCE_WAKE_MS = 50;
-
-/**
  * Turns off the event stream of BullMQ's PostgreSQL backend in our queue schema. Every job state change
  * (added, waiting, active, completed: four per ingest job) inserts a row into its `event` table and
  * NOTIFYs, for QueueEvents listeners; Portico has none (job outcomes are recorded in the index database).
@@ -187,25 +179,6 @@ async function muteEventStream(url: string, schema: string): Promise<void> {
   }
 }
 
-/**
- * Makes a not yet running BullMQ worker sleep `ms` after each wake-up by a new job (a "check now" marker)
- * and before it claims. Wraps BullMQ's (private) Worker.waitForJob; when a BullMQ upgrade renames it, the
- * worker runs unchanged and a warning says so (the ingest CPU benchmark shows the cost).
- */
-function coalesceWakeUps(worker: Worker, ms: number, log: Logger): void {
-  const w = worker as unknown as { waitForJob?: (blockUntil: number) => Promise<number>; closing?: unknown };
-  const wait = w.waitForJob;
-  if (typeof wait !== 'function') {
-    log.warn('BullMQ Worker.waitForJob not found: ingest wake-ups are not coalesced');
-    return;
-  }
-  w.waitForJob = async (blockUntil: number): Promise<number> => {
-    const next = await wait.call(worker, blockUntil);
-    if (next === 0 && !w.closing) await new Promise((resolve) => setTimeout(resolve, ms));
-    return next;
-  };
-}
-
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
@@ -220,15 +193,9 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promise<JobQueues> {
   const def = JOBS['ingest-instance'];
   const closers: Array<() => Promise<unknown>> = [];
-  let queue: Queue;
-  /** `extra`: BullMQ worker options; `coalesceWakeMs`: see coalesceWakeUps (PostgreSQL backend only). */
-  let makeWorker: (
-    name: string,
-    processor: (job: Job) => Promise<void>,
-    concurrency: number,
-    extra?: Record<string, unknown>,
-    coalesceWakeMs?: number,
-  ) => Worker;
+  let ingest: IngestQueue;
+  /** `extra`: BullMQ worker options. */
+  let makeWorker: (name: string, processor: (job: Job) => Promise<void>, concurrency: number, extra?: Record<string, unknown>) => Worker;
   let makeQueue: (name: string) => Queue;
 
   if (cfg.kind === 'redis') {
@@ -241,11 +208,7 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
       producer.disconnect();
       throw new Error(`cannot reach Redis at ${new URL(cfg.url).host}: ${(err as Error).message}`);
     });
-    queue = new Queue(def.queue, { connection: producer, prefix: cfg.prefix });
-    closers.push(
-      () => queue.close(),
-      async () => producer.quit().catch(() => producer.disconnect()),
-    );
+    closers.push(async () => producer.quit().catch(() => producer.disconnect()));
     makeQueue = (name) => new Queue(name, { connection: producer, prefix: cfg.prefix });
     makeWorker = (name, processor, concurrency, extra = {}) => {
       // Worker connections block (BRPOPLPUSH-style); BullMQ requires maxRetriesPerRequest null here.
@@ -256,6 +219,7 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
       w.on('closed', () => conn.disconnect());
       return w;
     };
+    ingest = bullIngestQueue(makeQueue(def.queue), makeWorker);
   } else {
     const pg = withBackend(createPostgresBackend);
     // migrate: BullMQ creates or upgrades its own tables in this schema (under its own advisory lock).
@@ -263,19 +227,27 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
     // Consumers need not wait for the WAL flush when they mark a job done: a completion lost in a crash
     // only makes an idempotent job run again. Producers keep synchronous commits: an enqueue is a promise.
     const consumerConnection = { ...connection, options: '-c synchronous_commit=off' };
-    queue = new pg.Queue(def.queue, { connection }) as unknown as Queue;
-    await withTimeout(queue.waitUntilReady(), 30000, 'queue backend start');
-    await withTimeout(muteEventStream(cfg.url, cfg.schema), 30000, 'queue event stream');
-    closers.push(() => queue.close());
     makeQueue = (name) => new pg.Queue(name, { connection }) as unknown as Queue;
-    makeWorker = (name, processor, concurrency, extra = {}, coalesceWakeMs) => {
+    // BullMQ creates or upgrades its tables when a queue first connects; the event stream is muted after.
+    const bootstrap = makeQueue('portico');
+    try {
+      await withTimeout(bootstrap.waitUntilReady(), 30000, 'queue backend start');
+    } finally {
+      await bootstrap.close();
+    }
+    await withTimeout(muteEventStream(cfg.url, cfg.schema), 30000, 'queue event stream');
+    makeWorker = (name, processor, concurrency, extra = {}) => {
       const w = new pg.Worker(name, processor, { connection: consumerConnection, concurrency, autorun: false, ...extra }) as unknown as Worker;
-      if (coalesceWakeMs) coalesceWakeUps(w, coalesceWakeMs, log);
       w.run().catch((err: unknown) => w.emit('error', err as Error));
       return w;
     };
+    ingest = await withTimeout(
+      openIngestQueue(cfg.url, cfg.schema, { attempts: def.options.attempts, backoffMs: def.options.backoff.delay }, log, ENQUEUE_TIMEOUT_MS),
+      30000,
+      'ingest queue start',
+    );
   }
-  queue.on('error', (err: Error) => log.warn({ err: err.message }, 'queue error'));
+  closers.push(() => ingest.close());
   // Export queues, opened on first use and kept (one per destination).
   const exportQueues = new Map<string, Queue>();
   const exportQueue = async (destination: string): Promise<Queue> => {
@@ -293,46 +265,20 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
   return {
     backend: cfg.kind,
     async enqueueIngest(payload) {
-      await withTimeout(queue.add('ingest-instance', payload, { ...def.options, jobId: def.jobId(payload) }), ENQUEUE_TIMEOUT_MS, 'enqueue');
+      await withTimeout(ingest.enqueue(def.jobId(payload), payload), ENQUEUE_TIMEOUT_MS, 'enqueue');
     },
     async cancelIngest(stagingKey) {
       const jobId = def.jobId({ stagingKey, sopInstanceUid: '', source: 'import', receivedAt: '' });
-      await withTimeout(queue.remove(jobId), ENQUEUE_TIMEOUT_MS, 'cancel').catch((err: unknown) =>
+      await withTimeout(ingest.cancel(jobId), ENQUEUE_TIMEOUT_MS, 'cancel').catch((err: unknown) =>
         log.warn({ jobId, err: (err as Error).message }, 'could not remove the ingest job of a refused instance'),
       );
     },
     async startIngestWorker(handler, opts) {
       assertHandlers({ 'ingest-instance': handler }, ['ingest-instance']);
-      const worker = makeWorker(
-        def.queue,
-        async (job: Job) => {
-          // The job's logger is made on first use: a pino child with redaction costs ~30 µs, per job.
-          let jobLog: Logger | undefined;
-          const attempt = job.attemptsMade + 1;
-          await handler(job.data as IngestInstancePayload, {
-            jobId: String(job.id),
-            attempt,
-            get log() {
-              return (jobLog ??= opts.log.child({ queue: def.queue, jobId: job.id, attempt }));
-            },
-          });
-        },
-        opts.concurrency,
-        {},
-        INGEST_COALESCE_WAKE_MS,
-      );
-      worker.on('error', (err: Error) => opts.log.warn({ err: err.message }, 'worker error'));
-      worker.on('failed', (job: Job | undefined, err: Error) =>
-        opts.log.warn(
-          { queue: def.queue, jobId: job?.id, attempt: job?.attemptsMade, err: err.message, unrecoverable: err instanceof UnrecoverableError },
-          'job failed',
-        ),
-      );
-      await worker.waitUntilReady();
-      return { close: () => worker.close() };
+      return ingest.startWorker(handler, opts);
     },
     async counts() {
-      return withTimeout(queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'), ENQUEUE_TIMEOUT_MS, 'queue counts');
+      return withTimeout(ingest.counts(), ENQUEUE_TIMEOUT_MS, 'queue counts');
     },
     async enqueueExports(refs, policy, opts = {}) {
       const byDestination = new Map<string, Omit<ExportJobPayload, 'traceparent'>[]>();
@@ -396,10 +342,58 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
       };
     },
     async ping() {
-      await withTimeout(queue.getJobCounts('waiting'), 2000, 'queue ping');
+      await withTimeout(ingest.ping(), 2000, 'queue ping');
     },
     async close() {
       for (const c of closers) await c().catch(() => undefined);
     },
+  };
+}
+
+/** The ingest queue on BullMQ (the Redis backend). */
+function bullIngestQueue(
+  queue: Queue,
+  makeWorker: (name: string, processor: (job: Job) => Promise<void>, concurrency: number) => Worker,
+): IngestQueue {
+  const def = JOBS['ingest-instance'];
+  return {
+    async enqueue(jobId, payload) {
+      await queue.add('ingest-instance', payload, { ...def.options, jobId });
+    },
+    async cancel(jobId) {
+      await queue.remove(jobId);
+    },
+    async startWorker(handler, opts) {
+      const worker = makeWorker(
+        def.queue,
+        async (job: Job) => {
+          // The job's logger is made on first use: a pino child with redaction costs ~30 µs, per job.
+          let jobLog: Logger | undefined;
+          const attempt = job.attemptsMade + 1;
+          await handler(job.data as IngestInstancePayload, {
+            jobId: String(job.id),
+            attempt,
+            get log() {
+              return (jobLog ??= opts.log.child({ queue: def.queue, jobId: job.id, attempt }));
+            },
+          });
+        },
+        opts.concurrency,
+      );
+      worker.on('error', (err: Error) => opts.log.warn({ err: err.message }, 'worker error'));
+      worker.on('failed', (job: Job | undefined, err: Error) =>
+        opts.log.warn(
+          { queue: def.queue, jobId: job?.id, attempt: job?.attemptsMade, err: err.message, unrecoverable: err instanceof UnrecoverableError },
+          'job failed',
+        ),
+      );
+      await worker.waitUntilReady();
+      return { close: () => worker.close() };
+    },
+    counts: () => queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'),
+    async ping() {
+      await queue.getJobCounts('waiting');
+    },
+    close: () => queue.close(),
   };
 }
