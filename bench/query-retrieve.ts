@@ -105,117 +105,87 @@ interface Target {
 const storescpPort = await freePort();
 const results: Record<string, Record<string, number>> = {};
 
-async function measure(t: Target): Promise<void> {
-  const r: Record<string, number> = {};
-  results[t.name] = r;
+async function load(t: Target): Promise<void> {
+  results[t.name] = {};
   log(`${t.name}: sending the set`);
   const sent = await run('dcmsend', ['-nh', '+sd', '127.0.0.1', String(t.port), setDir, '-aec', t.ae], { env, timeoutMs: 600_000 });
   if (sent.code !== 0) throw new Error(`${t.name}: dcmsend failed: ${sent.stderr.slice(0, 300)}`);
-  await new Promise((res) => setTimeout(res, 3000)); // let Portico's worker index the tail
+}
+
+const findArgs = (t: Target, key: string, repeat?: number): string[] => [
+  '-S',
+  '-aet',
+  'FINDSCU',
+  ...(repeat ? ['--repeat', String(repeat)] : []),
+  '-aec',
+  t.ae,
+  '127.0.0.1',
+  String(t.port),
+  '-k',
+  'QueryRetrieveLevel=STUDY',
+  '-k',
+  key,
+  '-k',
+  'StudyInstanceUID',
+];
+
+/** One findscu run; its wall time in ms. */
+async function find(t: Target, key: string, repeat?: number): Promise<number> {
+  const s = performance.now();
+  const f = await run('findscu', findArgs(t, key, repeat), { env, timeoutMs: 300_000 });
+  if (f.code !== 0) throw new Error(`${t.name}: findscu failed: ${f.stderr.slice(0, 300)}`);
+  return performance.now() - s;
+}
+
+/** One C-MOVE (to storescp) or C-GET of the big study; instances/s. */
+async function retrieve(t: Target, op: 'C-MOVE' | 'C-GET', attempt: number): Promise<number> {
+  const out = join(work, `${t.name}-${op}-${attempt}`);
+  mkdirSync(out);
+  let recv: ChildProcess | undefined;
+  if (op === 'C-MOVE') {
+    recv = start('storescp', ['-aet', 'STORESCP', '-od', out, String(storescpPort)]);
+    await waitPort(storescpPort);
+  }
+  const common = ['-aec', t.ae, '127.0.0.1', String(t.port), '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${bigStudy}`];
+  const [cmd, args] = op === 'C-MOVE' ? ['movescu', ['-S', '-aet', 'MOVESCU', '-aem', 'STORESCP', ...common]] : ['getscu', ['-S', '-aet', 'GETSCU', '-od', out, ...common]];
+  const s = performance.now();
+  const m = await run(cmd, args, { env, timeoutMs: 600_000 });
+  const secs = (performance.now() - s) / 1000;
+  if (recv) {
+    recv.kill();
+    await new Promise((r) => recv.once('exit', r));
+  }
+  const got = readdirSync(out).length;
+  rmSync(out, { recursive: true, force: true });
+  if (m.code !== 0 || got !== N) throw new Error(`${t.name}: ${op} got ${got} of ${N} (exit ${m.code}): ${m.stderr.slice(-300)}`);
+  return N / secs;
+}
+
+/**
+ * Every measurement alternates between the servers, run after run (who goes first alternates too), so
+ * that a shared machine's drift in load lands on both alike; measuring one server after the other put
+ * the second in a different minute of the machine's life.
+ */
+async function measure(targets: readonly Target[]): Promise<void> {
+  const each = async <T>(i: number, f: (t: Target) => Promise<T>): Promise<Map<string, T>> => {
+    const out = new Map<string, T>();
+    for (const t of i % 2 === 0 ? targets : [...targets].reverse()) out.set(t.name, await f(t));
+    return out;
+  };
+  const collect = async (label: string, runs: number, f: (t: Target, i: number) => Promise<number>): Promise<void> => {
+    const per = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+    for (let i = 0; i < runs; i++) for (const [name, v] of await each(i, (t) => f(t, i))) per.get(name)!.push(v);
+    for (const t of targets) results[t.name]![label] = median(per.get(t.name)!);
+    log(`${label}: ${targets.map((t) => `${t.name} ${per.get(t.name)!.map((x) => x.toFixed(1)).join(', ')}`).join('; ')}`);
+  };
   for (const [label, key] of [
     ['exact PatientID', 'PatientID=BENCHQR'],
     ['wildcard PatientName', 'PatientName=Bench*'],
   ] as const) {
-    const per: number[] = [];
-    for (let i = 0; i < FINDS; i++) {
-      const s = performance.now();
-      const f = await run(
-        'findscu',
-        ['-S', '-aet', 'FINDSCU', '-aec', t.ae, '127.0.0.1', String(t.port), '-k', 'QueryRetrieveLevel=STUDY', '-k', key, '-k', 'StudyInstanceUID'],
-        { env },
-      );
-      if (f.code !== 0) throw new Error(`${t.name}: findscu failed: ${f.stderr.slice(0, 300)}`);
-      per.push(performance.now() - s);
-    }
-    r[`C-FIND ${label}, per findscu (ms, p50)`] = median(per);
-    const s = performance.now();
-    const f = await run(
-      'findscu',
-      [
-        '-S',
-        '-aet',
-        'FINDSCU',
-        '--repeat',
-        String(FINDS * 5),
-        '-aec',
-        t.ae,
-        '127.0.0.1',
-        String(t.port),
-        '-k',
-        'QueryRetrieveLevel=STUDY',
-        '-k',
-        key,
-        '-k',
-        'StudyInstanceUID',
-      ],
-      { env, timeoutMs: 300_000 },
-    );
-    if (f.code !== 0) throw new Error(`${t.name}: findscu --repeat failed`);
-    r[`C-FIND ${label}, in one association (ms/query)`] = (performance.now() - s) / (FINDS * 5);
+    await collect(`C-FIND ${label}, per findscu (ms, p50)`, FINDS, (t) => find(t, key));
+    await collect(`C-FIND ${label}, in one association (ms/query, median of ${RUNS})`, RUNS, async (t) => (await find(t, key, FINDS * 5)) / (FINDS * 5));
   }
-  for (const op of ['C-MOVE', 'C-GET'] as const) {
-    const rates: number[] = [];
-    for (let attempt = 0; attempt < RUNS; attempt++) {
-      const out = join(work, `${t.name}-${op}-${attempt}`);
-      mkdirSync(out);
-      let recv: ChildProcess | undefined;
-      if (op === 'C-MOVE') {
-        recv = start('storescp', ['-aet', 'STORESCP', '-od', out, String(storescpPort)]);
-        await waitPort(storescpPort);
-      }
-      const s = performance.now();
-      const args =
-        op === 'C-MOVE'
-          ? [
-              'movescu',
-              [
-                '-S',
-                '-aet',
-                'MOVESCU',
-                '-aec',
-                t.ae,
-                '-aem',
-                'STORESCP',
-                '127.0.0.1',
-                String(t.port),
-                '-k',
-                'QueryRetrieveLevel=STUDY',
-                '-k',
-                `StudyInstanceUID=${bigStudy}`,
-              ],
-            ]
-          : [
-              'getscu',
-              [
-                '-S',
-                '-aet',
-                'GETSCU',
-                '-aec',
-                t.ae,
-                '-od',
-                out,
-                '127.0.0.1',
-                String(t.port),
-                '-k',
-                'QueryRetrieveLevel=STUDY',
-                '-k',
-                `StudyInstanceUID=${bigStudy}`,
-              ],
-            ];
-      const m = await run(args[0] as string, args[1] as string[], { env, timeoutMs: 600_000 });
-      const secs = (performance.now() - s) / 1000;
-      if (recv) {
-        recv.kill();
-        await new Promise((r) => recv.once('exit', r));
-      }
-      const got = readdirSync(out).length;
-      if (m.code !== 0 || got !== N) throw new Error(`${t.name}: ${op} got ${got} of ${N} (exit ${m.code}): ${m.stderr.slice(-300)}`);
-      rates.push(N / secs);
-      rmSync(out, { recursive: true, force: true });
-    }
-    log(`${t.name}: ${op} runs (instances/s): ${rates.map((x) => x.toFixed(0)).join(', ')}`);
-    r[`${op} of ${N} instances (instances/s, median of ${RUNS})`] = median(rates);
-  }
+  for (const op of ['C-MOVE', 'C-GET'] as const) await collect(`${op} of ${N} instances (instances/s, median of ${RUNS})`, RUNS, (t, i) => retrieve(t, op, i));
 }
 
 try {
@@ -241,9 +211,8 @@ try {
   );
   const orthanc = start(ORTHANC, [oConf]);
   await waitPort(oDicom);
-  await measure({ name: 'Orthanc', port: oDicom, ae: 'ORTHANC' });
-  orthanc.kill();
-  await new Promise((r) => orthanc.once('exit', r));
+  const orthancTarget: Target = { name: 'Orthanc', port: oDicom, ae: 'ORTHANC' };
+  await load(orthancTarget);
 
   const [pDicom, pHttp, pPg] = [await freePort(), await freePort(), await freePort()];
   writeFileSync(join(work, 'nodes.yml'), `nodes:\n  - { aeTitle: STORESCP, host: 127.0.0.1, port: ${storescpPort} }\n`);
@@ -267,15 +236,21 @@ try {
   );
   portico.once('exit', (code) => log(`portico exited (${code}): ${readFileSync(join(work, 'portico.log'), 'utf8').slice(-2000)}`));
   await waitPort(pDicom);
-  await measure({ name: 'Portico', port: pDicom, ae: 'PORTICO' });
+  const porticoTarget: Target = { name: 'Portico', port: pDicom, ae: 'PORTICO' };
+  await load(porticoTarget);
+  await new Promise((res) => setTimeout(res, 3000)); // let Portico's worker index the tail
+  // Both servers run from here on; each is idle while the other is measured.
+  await measure([orthancTarget, porticoTarget]);
   portico.kill('SIGINT');
   await new Promise((r) => portico.once('exit', r));
+  orthanc.kill();
+  await new Promise((r) => orthanc.once('exit', r));
 
   const keys = Object.keys(results['Orthanc']!);
   const lines = [
     `# Query/retrieve benchmark, ${new Date().toISOString()}`,
     '',
-    `${N} CT instances (512x512, 16-bit) in one study plus 50 small studies; findscu/movescu/getscu/storescp with TCP_NODELAY=1; ${FINDS} findscu runs per query (p50), ${FINDS * 5} queries on one association; C-MOVE and C-GET: median of ${RUNS} runs each.`,
+    `${N} CT instances (512x512, 16-bit) in one study plus 50 small studies; findscu/movescu/getscu/storescp with TCP_NODELAY=1; ${FINDS} findscu runs per query (p50), ${FINDS * 5} queries on one association (median of ${RUNS}); C-MOVE and C-GET: median of ${RUNS} runs each; every measurement alternates between the two servers run by run.`,
     '',
     '| measure | Orthanc | Portico | Portico ÷ Orthanc |',
     '|---|--:|--:|--:|',
