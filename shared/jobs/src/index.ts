@@ -151,6 +151,8 @@ export interface JobQueues {
 }
 
 const ENQUEUE_TIMEOUT_MS = 5000;
+/** Export jobs added concurrently on the PostgreSQL backend (see enqueueExports). */
+const EXPORT_ADDS_AT_ONCE = 8;
 
 /**
  * Turns off the event stream of BullMQ's PostgreSQL backend in our queue schema. Every job state change
@@ -285,26 +287,34 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
       for (const r of refs) byDestination.set(r.destination, [...(byDestination.get(r.destination) ?? []), r]);
       for (const [destination, list] of byDestination) {
         const q = await exportQueue(destination);
-        await withTimeout(
-          q.addBulk(
-            list.map((r) => ({
-              name: 'export-instance',
-              data: { exportPk: r.exportPk, generation: r.generation, destination: r.destination } satisfies ExportJobPayload,
-              opts: {
-                jobId: exportJobId(r),
-                attempts: policy.attempts,
-                backoff: { type: 'exponential', delay: policy.backoffMs, jitter: 0.5 },
-                // Completed jobs go at once: the row says it was delivered, and a later re-add of the same
-                // id (reconciler, batch-mate) must be able to run rather than be ignored.
-                removeOnComplete: true,
-                removeOnFail: { count: 10000 },
-                ...(opts.delayMs ? { delay: opts.delayMs } : {}),
-              },
-            })),
-          ),
-          ENQUEUE_TIMEOUT_MS,
-          'export enqueue',
-        );
+        const jobs = list.map((r) => ({
+          name: 'export-instance',
+          data: { exportPk: r.exportPk, generation: r.generation, destination: r.destination } satisfies ExportJobPayload,
+          opts: {
+            jobId: exportJobId(r),
+            attempts: policy.attempts,
+            backoff: { type: 'exponential' as const, delay: policy.backoffMs, jitter: 0.5 },
+            // Completed jobs go at once: the row says it was delivered, and a later re-add of the same
+            // id (reconciler, batch-mate) must be able to run rather than be ignored.
+            removeOnComplete: true,
+            removeOnFail: { count: 10000 },
+            ...(opts.delayMs ? { delay: opts.delayMs } : {}),
+          },
+        }));
+        if (cfg.kind === 'redis') {
+          await withTimeout(q.addBulk(jobs), ENQUEUE_TIMEOUT_MS, 'export enqueue');
+          continue;
+        }
+        // Not addBulk on PostgreSQL: its add_jobs_bulk creates two temporary tables per call and writes
+        // the event rows directly (past the muted event stream). Measured with pg_stat_statements while
+        // forwarding 400 instances (one call each, from the worker): 16 ms of PostgreSQL time and 220 WAL
+        // records per call, against about 1 ms for add_job. Single adds, a few at a time.
+        for (let i = 0; i < jobs.length; i += EXPORT_ADDS_AT_ONCE)
+          await withTimeout(
+            Promise.all(jobs.slice(i, i + EXPORT_ADDS_AT_ONCE).map((j) => q.add(j.name, j.data, j.opts))),
+            ENQUEUE_TIMEOUT_MS,
+            'export enqueue',
+          );
       }
     },
     async removeExports(refs) {
