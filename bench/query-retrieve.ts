@@ -147,7 +147,8 @@ async function retrieve(t: Target, op: 'C-MOVE' | 'C-GET', attempt: number): Pro
     await waitPort(storescpPort);
   }
   const common = ['-aec', t.ae, '127.0.0.1', String(t.port), '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${bigStudy}`];
-  const [cmd, args] = op === 'C-MOVE' ? ['movescu', ['-S', '-aet', 'MOVESCU', '-aem', 'STORESCP', ...common]] : ['getscu', ['-S', '-aet', 'GETSCU', '-od', out, ...common]];
+  const [cmd, args] =
+    op === 'C-MOVE' ? ['movescu', ['-S', '-aet', 'MOVESCU', '-aem', 'STORESCP', ...common]] : ['getscu', ['-S', '-aet', 'GETSCU', '-od', out, ...common]];
   const s = performance.now();
   const m = await run(cmd, args, { env, timeoutMs: 600_000 });
   const secs = (performance.now() - s) / 1000;
@@ -176,7 +177,17 @@ async function measure(targets: readonly Target[]): Promise<void> {
     const per = new Map<string, number[]>(targets.map((t) => [t.name, []]));
     for (let i = 0; i < runs; i++) for (const [name, v] of await each(i, (t) => f(t, i))) per.get(name)!.push(v);
     for (const t of targets) results[t.name]![label] = median(per.get(t.name)!);
-    log(`${label}: ${targets.map((t) => `${t.name} ${per.get(t.name)!.map((x) => x.toFixed(1)).join(', ')}`).join('; ')}`);
+    log(
+      `${label}: ${targets
+        .map(
+          (t) =>
+            `${t.name} ${per
+              .get(t.name)!
+              .map((x) => x.toFixed(1))
+              .join(', ')}`,
+        )
+        .join('; ')}`,
+    );
   };
   for (const [label, key] of [
     ['exact PatientID', 'PatientID=BENCHQR'],

@@ -298,7 +298,7 @@ export const SETTINGS: readonly Setting[] = [
     path: 'queue.redisUrl',
     env: 'PORTICO_REDIS_URL',
     schema: optionalString,
-    doc: 'Redis URL for BullMQ. Empty: BullMQ on its PostgreSQL backend in the index database.',
+    doc: "Redis URL for BullMQ. Empty: queues in the index database (the ingest queue in a table of its own, export queues on BullMQ's PostgreSQL backend).",
     secret: true,
   },
   {

@@ -361,10 +361,7 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
 }
 
 /** The ingest queue on BullMQ (the Redis backend). */
-function bullIngestQueue(
-  queue: Queue,
-  makeWorker: (name: string, processor: (job: Job) => Promise<void>, concurrency: number) => Worker,
-): IngestQueue {
+function bullIngestQueue(queue: Queue, makeWorker: (name: string, processor: (job: Job) => Promise<void>, concurrency: number) => Worker): IngestQueue {
   const def = JOBS['ingest-instance'];
   return {
     async enqueue(jobId, payload) {

@@ -68,7 +68,13 @@ export async function openIngestQueue(url: string, schema: string, policy: PgIng
   const table = `${pg.escapeIdentifier(schema)}.portico_ingest_job`;
   const channel = `portico_ingest_${schema}`.slice(0, 63);
   // No statement waits for the WAL flush (see "Enqueue" above); the producers and the worker share the pool.
-  const pool = new pg.Pool({ connectionString: url, max: 5, options: '-c synchronous_commit=off', statement_timeout: timeoutMs, connectionTimeoutMillis: timeoutMs });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 5,
+    options: '-c synchronous_commit=off',
+    statement_timeout: timeoutMs,
+    connectionTimeoutMillis: timeoutMs,
+  });
   pool.on('error', (err) => log.warn({ err: err.message }, 'ingest queue connection error'));
 
   await migrate(pool, schema, table);
@@ -235,10 +241,12 @@ class LocalWorker {
     while (!this.closing && this.running.size < this.deps.concurrency && this.backlog.length > 0) {
       const job = this.backlog.shift()!;
       this.running.add(job.id);
-      this.track(this.run(job).finally(() => {
-        this.running.delete(job.id);
-        this.pump();
-      }));
+      this.track(
+        this.run(job).finally(() => {
+          this.running.delete(job.id);
+          this.pump();
+        }),
+      );
     }
     // Keep a batch in hand: claim more (orphans, retries, other processes' rows) as the backlog runs dry.
     if (this.backlog.length === 0 && this.pollAgain) this.poll();
@@ -290,7 +298,9 @@ class LocalWorker {
     this.track(
       this.deps.pool
         .query({ name: 'ingest-complete', text: `DELETE FROM ${this.deps.table} WHERE id = ANY($1::text[])`, values: [ids] })
-        .catch((err: unknown) => this.deps.log.warn({ err: (err as Error).message, jobs: ids.length }, 'could not delete completed ingest jobs; they run again')),
+        .catch((err: unknown) =>
+          this.deps.log.warn({ err: (err as Error).message, jobs: ids.length }, 'could not delete completed ingest jobs; they run again'),
+        ),
     );
   }
 
