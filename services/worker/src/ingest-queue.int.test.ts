@@ -128,6 +128,44 @@ describe('ingest queue on the PostgreSQL backend', () => {
     }
   });
 
+  it('leaves a live process’s claimed jobs alone, and takes them over once its session is gone', async () => {
+    const schema = newSchema();
+    const a = await queuesOn(schema);
+    const b = await queuesOn(schema);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const ranInA: string[] = [];
+    const workersA = await a.startIngestWorker(
+      async (p) => {
+        ranInA.push(p.stagingKey);
+        await gate;
+      },
+      { concurrency: 1, log },
+    );
+    const c = collector(3);
+    let workersB: { close(): Promise<void> } | undefined;
+    try {
+      const payloads = [payload(1), payload(2), payload(3)];
+      for (const p of payloads) await a.enqueueIngest(p);
+      workersB = await b.startIngestWorker(c.handler, { concurrency: 3, log });
+      // B polls at its start and then every second: A's rows stay A's while A's session lives
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(c.seen).toEqual([]);
+      const owners = new Set((await rows(schema)).map((r) => r.owner));
+      expect(owners.size).toBe(1);
+      // A's process "dies": its session ends (the LISTEN connection whose identity its rows carry)
+      const [pid] = [...owners][0]!.split(':');
+      await db.query('SELECT pg_terminate_backend($1)', [Number(pid)]);
+      await c.all;
+      expect(c.seen.sort()).toEqual(payloads.map((p) => p.stagingKey).sort());
+      expect(ranInA).toEqual([payloads[0]!.stagingKey]);
+    } finally {
+      release();
+      await workersB?.close();
+      await workersA.close();
+    }
+  });
+
   it('retries a failing job with backoff, and keeps a job that cannot succeed as failed', async () => {
     const schema = newSchema();
     const queues = await queuesOn(schema);
