@@ -99,7 +99,14 @@ export function assertHandlers(handlers: Partial<Record<JobName, unknown>>, need
 }
 
 export type QueueBackendConfig =
-  { readonly kind: 'redis'; readonly url: string; readonly prefix: string } | { readonly kind: 'postgres'; readonly url: string; readonly schema: string };
+  | { readonly kind: 'redis'; readonly url: string; readonly prefix: string }
+  | {
+      readonly kind: 'postgres';
+      readonly url: string;
+      readonly schema: string;
+      /** How often an idle ingest worker polls for rows nobody woke it for (default 1000 ms). */
+      readonly ingestPollMs?: number;
+    };
 
 export interface JobContext {
   readonly jobId: string;
@@ -244,7 +251,16 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
       return w;
     };
     ingest = await withTimeout(
-      openIngestQueue(cfg.url, cfg.schema, { attempts: def.options.attempts, backoffMs: def.options.backoff.delay }, log, ENQUEUE_TIMEOUT_MS),
+      openIngestQueue(
+        cfg.url,
+        cfg.schema,
+        {
+          policy: { attempts: def.options.attempts, backoffMs: def.options.backoff.delay },
+          timeoutMs: ENQUEUE_TIMEOUT_MS,
+          ...(cfg.ingestPollMs ? { pollMs: cfg.ingestPollMs } : {}),
+        },
+        log,
+      ),
       30000,
       'ingest queue start',
     );
