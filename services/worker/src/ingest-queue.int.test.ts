@@ -220,6 +220,33 @@ describe('ingest queue on the PostgreSQL backend', () => {
     }
   });
 
+  it('adopts the ingest jobs an earlier Portico left in BullMQ’s tables', async () => {
+    const schema = newSchema();
+    await (await queuesOn(schema)).close(); // BullMQ's tables exist from here on
+    const old = payload(1);
+    const failedBefore = payload(2);
+    await db.query(
+      `INSERT INTO ${schema}.job (queue, id, seq, name, state, data, attempts_made, failed_reason, added_at_ms)
+       VALUES ('ingest', $1, 1, 'ingest-instance', 'waiting', $2, 0, NULL, 0), ('ingest', $3, 2, 'ingest-instance', 'failed', $4, 12, 'gave up', 0),
+              ('export.PACS', 'export-1-1', 3, 'export-instance', 'waiting', '{}', 0, NULL, 0)`,
+      ['ingest-instance.old', JSON.stringify(old), 'ingest-instance.failed', JSON.stringify(failedBefore)],
+    );
+    const queues = await queuesOn(schema);
+    const c = collector(1);
+    const workers = await queues.startIngestWorker(c.handler, { concurrency: 1, log });
+    try {
+      await within(10_000, c.all, 'the adopted job did not run');
+      expect(c.seen).toEqual([old.stagingKey]);
+      await until('the adopted job done', async () => (await rows(schema)).length === 1);
+      expect(await rows(schema)).toEqual([expect.objectContaining({ id: 'ingest-instance.failed', failed: true, attempts: 12 })]);
+      const left = await db.query<{ queue: string }>(`SELECT queue FROM ${schema}.job ORDER BY seq`);
+      expect(left.rows.map((r) => r.queue)).toEqual(['export.PACS']);
+      expect(lines.some((l) => l.includes('moved from the BullMQ queue'))).toBe(true);
+    } finally {
+      await workers.close();
+    }
+  });
+
   it('retries a failing job with backoff, and keeps a job that cannot succeed as failed', async () => {
     const schema = newSchema();
     const queues = await queuesOn(schema);

@@ -107,7 +107,7 @@ export async function openIngestQueue(url: string, schema: string, opts: PgInges
   });
   pool.on('error', (err) => log.warn({ err: err.message }, 'ingest queue connection error'));
   try {
-    await migrate(pool, schema, table);
+    await migrate(pool, schema, table, log);
   } catch (err) {
     await pool.end().catch(() => undefined);
     throw err;
@@ -183,7 +183,7 @@ export async function openIngestQueue(url: string, schema: string, opts: PgInges
 }
 
 /** Creates the table on first use, under an advisory lock so that processes starting together do not race. */
-async function migrate(pool: pg.Pool, schema: string, table: string): Promise<void> {
+async function migrate(pool: pg.Pool, schema: string, table: string, log: Logger): Promise<void> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
@@ -202,6 +202,7 @@ async function migrate(pool: pg.Pool, schema: string, table: string): Promise<vo
        )`,
     );
     await client.query(`CREATE INDEX IF NOT EXISTS portico_ingest_job_due ON ${table} (seq) WHERE failed_at IS NULL`);
+    await adoptBullmqIngestJobs(client, schema, table, log);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -209,6 +210,26 @@ async function migrate(pool: pg.Pool, schema: string, table: string): Promise<vo
   } finally {
     client.release();
   }
+}
+
+/**
+ * Moves ingest jobs left in BullMQ's tables of this schema (by a Portico from before this queue) into this
+ * table, once: waiting, delayed and active ones to run, failed ones kept as failed. Without it they would
+ * wait for the staging reconciler (`queue.reconcileAfterMs`).
+ */
+async function adoptBullmqIngestJobs(client: pg.PoolClient, schema: string, table: string, log: Logger): Promise<void> {
+  const bullJobs = `${client.escapeIdentifier(schema)}.job`;
+  const exists = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [bullJobs]);
+  if (!exists.rows[0]?.t) return;
+  const r = await client.query(
+    `WITH moved AS (
+       DELETE FROM ${bullJobs} WHERE queue = 'ingest' AND state::text <> 'completed'
+       RETURNING id, data, state::text AS state, attempts_made, failed_reason, seq)
+     INSERT INTO ${table} (id, payload, attempts, failed_at, last_error)
+     SELECT id, data::json, attempts_made, CASE WHEN state = 'failed' THEN now() END, failed_reason FROM moved ORDER BY seq
+     ON CONFLICT (id) DO NOTHING`,
+  );
+  if ((r.rowCount ?? 0) > 0) log.warn({ jobs: r.rowCount, schema }, 'ingest jobs moved from the BullMQ queue of an earlier Portico');
 }
 
 interface LocalWorkerDeps {
