@@ -64,6 +64,7 @@ export interface PorticoConfig {
     readonly corsOrigins?: string;
     readonly adminToken?: string;
     readonly compress: boolean;
+    readonly compressMinBytes: number;
     readonly deleteEnabled: boolean;
     readonly thumbnailSize: number;
   };

@@ -257,6 +257,13 @@ export const SETTINGS: readonly Setting[] = [
     doc: "gzip/deflate JSON answers (QIDO-RS, metadata, STOW-RS responses) and the viewer's scripts and styles when the client accepts it; DICOM bodies, frames and images are sent as they are.",
   },
   {
+    path: 'http.compressMinBytes',
+    env: 'PORTICO_HTTP_COMPRESS_MIN_BYTES',
+    schema: positiveInt,
+    default: 32768,
+    doc: 'Smallest answer that is compressed. Below it compressing costs more than it saves on a LAN (a 25-study QIDO page, 18 KiB: ~0.35 ms of server CPU and ~0.5 ms of latency with gzip, measured on loopback); set 1024 when clients reach Portico over a slow link without a compressing proxy in front.',
+  },
+  {
     path: 'http.deleteEnabled',
     env: 'PORTICO_HTTP_DELETE_ENABLED',
     schema: bool,
