@@ -290,10 +290,12 @@ class LocalWorker {
       const r = await client.query<{ owner: string }>(`SELECT ${OWNER_OF_SESSION} AS owner FROM pg_stat_activity WHERE pid = pg_backend_pid()`);
       await client.query(`LISTEN ${client.escapeIdentifier(this.deps.channel)}`);
       if (this.closing) throw new Error('closing');
-      const previous = this.owner;
+      const owner = r.rows[0]!.owner;
+      // A new session after a lost one: what this worker holds moves to it first (a failure here ends
+      // this attempt, and the reconnect loop tries again).
+      if (this.owner) await this.reown(this.owner, owner);
       this.listener = client;
-      this.owner = r.rows[0]!.owner;
-      if (previous) await this.reown(previous);
+      this.owner = owner;
     } catch (err) {
       client.removeAllListeners('notification');
       await client.end().catch(() => undefined);
@@ -325,11 +327,11 @@ class LocalWorker {
   }
 
   /** After a new session: takes back, under it, what this worker holds; drops what another worker took. */
-  private async reown(previous: string): Promise<void> {
+  private async reown(previous: string, next: string): Promise<void> {
     const held = this.heldIds();
     if (held.length === 0) return;
     const r = await this.deps.pool.query<{ id: string }>(`UPDATE ${this.deps.table} SET owner = $1 WHERE owner = $2 AND id = ANY($3::text[]) RETURNING id`, [
-      this.owner,
+      next,
       previous,
       held,
     ]);
