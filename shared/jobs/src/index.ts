@@ -234,7 +234,8 @@ export async function openJobQueues(cfg: QueueBackendConfig, log: Logger): Promi
     // migrate: BullMQ creates or upgrades its own tables in this schema (under its own advisory lock).
     const connection = { connectionString: cfg.url, schema: cfg.schema, max: 5, migrate: true };
     // Consumers need not wait for the WAL flush when they mark a job done: a completion lost in a crash
-    // only makes an idempotent job run again. Producers keep synchronous commits: an enqueue is a promise.
+    // only makes an idempotent job run again. Export producers keep synchronous commits (the ingest queue,
+    // pg-ingest.ts, says why its enqueue need not).
     const consumerConnection = { ...connection, options: '-c synchronous_commit=off' };
     makeQueue = (name) => new pg.Queue(name, { connection }) as unknown as Queue;
     // BullMQ creates or upgrades its tables when a queue first connects; the event stream is muted after.
